@@ -1,0 +1,79 @@
+"""Engines run a stage's method over batches. The whole contract is :meth:`Engine.map`.
+
+``LocalEngine(workers=1)`` runs in-process; ``workers > 1`` runs on a process pool (spawned, so native
+libraries with threads are safe), each worker building and setting up the stage once. Results come back in
+input order and at most ``2 * workers`` batches are in flight, so memory does not grow with the input.
+The Ray engine implements the same method.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from typing import Any, Literal, Protocol
+
+from stages.base import GlobalStage, RecordStage, Stage
+
+Method = Literal["process", "fingerprint", "decide"]
+
+
+def call(stage: Stage, method: Method, batch: Any, context: Any = None) -> Any:
+    """Run one stage method on one batch (the one place that knows the method names)."""
+    if method == "process":
+        assert isinstance(stage, RecordStage)
+        return stage.process(batch)
+    assert isinstance(stage, GlobalStage)
+    if method == "fingerprint":
+        return stage.fingerprint(batch)
+    return stage.decide(batch, context)
+
+
+class Engine(Protocol):
+    workers: int
+
+    def map(self, stage: Stage, method: Method, batches: Iterable[Any], context: Any = None) -> Iterator[Any]:
+        """``call(stage, method, batch, context)`` for every batch, results in input order."""
+        ...
+
+
+# Per-worker state of the process pool: set once by the initializer, read by each task.
+_worker: dict[str, Any] = {}
+
+
+def _init_worker(stage: Stage, context: Any) -> None:
+    stage.setup()
+    _worker["stage"] = stage
+    _worker["context"] = context
+
+
+def _run_in_worker(method: Method, batch: Any) -> Any:
+    return call(_worker["stage"], method, batch, _worker["context"])
+
+
+class LocalEngine:
+    """In-process (``workers=1``) or a local process pool (``workers > 1``)."""
+
+    def __init__(self, workers: int = 1) -> None:
+        self.workers = max(1, workers)
+        self._ready: set[int] = set()
+
+    def map(self, stage: Stage, method: Method, batches: Iterable[Any], context: Any = None) -> Iterator[Any]:
+        if self.workers == 1:
+            if id(stage) not in self._ready:
+                stage.setup()
+                self._ready.add(id(stage))
+            for batch in batches:
+                yield call(stage, method, batch, context)
+            return
+        ctx = mp.get_context("spawn")
+        with ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_init_worker,
+                                 initargs=(stage, context)) as pool:
+            pending: deque[Future[Any]] = deque()
+            for batch in batches:
+                pending.append(pool.submit(_run_in_worker, method, batch))
+                if len(pending) >= 2 * self.workers:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()

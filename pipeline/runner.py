@@ -1,0 +1,293 @@
+"""The runner: reads, runs each stage over Arrow batches, keeps the books, writes the outputs.
+
+Each step (read, then every stage in recipe order) reads the previous step's checkpoint in batches and writes
+its own: the kept records (``.zhcurate/NN_<stage>.parquet``), the records it dropped with stage, reason and
+detail (``NN_<stage>.rejected.parquet``) and its statistics (``NN_<stage>.stats.json``, written last). A step
+whose fingerprint (its input's fingerprint + its name and parameters) matches a finished checkpoint is reused
+with ``--resume``. At the end the runner writes cleaned.parquet, rejected.parquet, quarantine.jsonl,
+report.json and report.html, and checks ``input = cleaned + rejected + quarantined``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from tqdm import tqdm
+
+from pipeline import __version__
+from pipeline.checkpoint import (
+    ParquetSink,
+    clean_tmp,
+    fingerprint,
+    input_fingerprint,
+    load_stats,
+    write_json_atomic,
+    write_text_atomic,
+)
+from pipeline.engine import Engine, LocalEngine
+from pipeline.errors import BalanceError, OutputError, StageError, ZhcurateError
+from pipeline.reader import WORK_SCHEMA, Reader, expand_inputs
+from pipeline.recipe import Recipe
+from schemas.record import CANONICAL_SCHEMA, LEDGER_FIELDS
+from stages.base import SEQ_COLUMN, GlobalStage, RecordStage, Stage, StageResult
+
+WORK_DIR = ".zhcurate"
+OUTPUT_FILES = ("cleaned.parquet", "rejected.parquet", "quarantine.jsonl", "report.json", "report.html")
+
+
+@dataclass
+class RunOptions:
+    output: Path
+    resume: bool = False
+    workers: int = 1
+    engine_name: str = "local"
+    progress: bool = True
+
+
+def _ledger_schema(record_schema: pa.Schema) -> pa.Schema:
+    return pa.schema(list(record_schema) + [pa.field(n, t) for n, t in LEDGER_FIELDS])
+
+
+def _with_columns(schema: pa.Schema, columns: tuple[tuple[str, pa.DataType], ...]) -> pa.Schema:
+    for name, typ in columns:
+        if name not in schema.names:
+            schema = schema.append(pa.field(name, typ))
+    return schema
+
+
+class Runner:
+    def __init__(self, recipe: Recipe, options: RunOptions, engine: Engine | None = None) -> None:
+        self.recipe = recipe
+        self.opts = options
+        self.engine: Engine = engine or LocalEngine(options.workers)
+        self.out = Path(options.output)
+        self.work = self.out / WORK_DIR
+        self.stages: list[Stage] = [spec.build() for spec in recipe.stages]
+
+    # ---------------------------------------------------------------- public
+    def run(self) -> dict[str, Any]:
+        started = time.time()
+        files = expand_inputs(list(self.recipe.inputs))
+        for stage in self.stages:
+            stage.check()
+        self._prepare_output(files)
+        fp = fingerprint(__version__, input_fingerprint(files), self.recipe.format, self.recipe.fields,
+                         self.recipe.batch_size)
+        steps: list[dict[str, Any]] = []
+        stats = self._read_step(files, fp)
+        steps.append(stats)
+        schema = WORK_SCHEMA
+        prev = self.work / stats["file"]
+        for k, stage in enumerate(self.stages, start=1):
+            fp = fingerprint(fp, stage.name, stage.fingerprint_params())
+            schema = _with_columns(schema, stage.added_columns)
+            stats = self._stage_step(k, stage, prev, schema, fp)
+            steps.append(stats)
+            prev = self.work / stats["file"]
+        totals = self._finish(prev, schema, steps)
+        from pipeline.report import build_report, render_html
+
+        report = build_report(self.recipe, self.opts, steps, totals, started, time.time())
+        write_json_atomic(self.out / "report.json", report)
+        write_text_atomic(self.out / "report.html", render_html(report))
+        return report
+
+    # ---------------------------------------------------------------- steps
+    def _prepare_output(self, files: list[Path]) -> None:
+        try:
+            self.work.mkdir(parents=True, exist_ok=True)
+            probe = self.work / f".write-probe-{id(self)}"
+            probe.write_text("ok")
+            probe.unlink()
+        except OSError as e:
+            raise OutputError(f"cannot write to the output directory {self.out}: {e.strerror or e}. "
+                              "Choose a writable --output.") from None
+        need = 3 * sum(f.stat().st_size for f in files)
+        free = shutil.disk_usage(self.work).free
+        if free < need:
+            raise OutputError(f"not enough free disk space in {self.out}: {free / 1e6:.0f} MB free, about "
+                              f"{need / 1e6:.0f} MB needed (3x the input). Free space or choose another --output.")
+        if not self.opts.resume:
+            for f in self.work.iterdir():
+                if f.is_file():
+                    f.unlink()
+        clean_tmp(self.work)
+        for name in OUTPUT_FILES:  # a previous run's outputs must never pass for this run's
+            (self.out / name).unlink(missing_ok=True)
+
+    def _read_step(self, files: list[Path], fp: str) -> dict[str, Any]:
+        name = "00_read"
+        reused = load_stats(self.work / f"{name}.stats.json", fp) if self.opts.resume else None
+        if reused:
+            return {**reused, "reused": True}
+        t0 = time.perf_counter()
+        reader = Reader(files, self.recipe.format, self.recipe.fields, self.recipe.batch_size)
+        kept = ParquetSink(self.work / f"{name}.parquet", WORK_SCHEMA)
+        rej = ParquetSink(self.work / f"{name}.rejected.parquet", _ledger_schema(WORK_SCHEMA))
+        qpath = self.work / "quarantine.jsonl"
+        qtmp = qpath.with_name(qpath.name + ".tmp")
+        reasons: Counter[str] = Counter()
+        n_quarantine = 0
+        bar = self._bar("read", None)
+        with open(qtmp, "w", encoding="utf-8") as qf:
+            for chunk in reader:
+                kept.write(chunk.records)
+                if chunk.rejected:
+                    for r in chunk.rejected:
+                        r["stage"] = "read"
+                        reasons[r["reason"]] += 1
+                    rej.write(pa.Table.from_pylist(chunk.rejected, schema=rej.schema))
+                for q in chunk.quarantine:
+                    qf.write(json.dumps(q, ensure_ascii=False) + "\n")
+                n_quarantine += len(chunk.quarantine)
+                bar.update(chunk.records.num_rows + len(chunk.rejected) + len(chunk.quarantine))
+        bar.close()
+        kept.close()
+        rej.close()
+        qtmp.replace(qpath)
+        n_input = sum(info.units for info in reader.infos)
+        stats = {
+            "name": "read", "kind": "read", "file": f"{name}.parquet", "fingerprint": fp,
+            "input": n_input, "kept": kept.rows, "dropped": rej.rows, "quarantined": n_quarantine,
+            "reasons": dict(reasons), "counters": {}, "seconds": round(time.perf_counter() - t0, 3),
+            "files": [vars(info) for info in reader.infos], "reused": False,
+        }
+        write_json_atomic(self.work / f"{name}.stats.json", stats)
+        return stats
+
+    def _batches(self, path: Path) -> Iterator[pa.Table]:
+        pf = pq.ParquetFile(path)
+        for batch in pf.iter_batches(batch_size=self.recipe.batch_size):
+            yield pa.Table.from_batches([batch])
+
+    def _stage_step(self, k: int, stage: Stage, prev: Path, schema: pa.Schema, fp: str) -> dict[str, Any]:
+        name = f"{k:02d}_{stage.name}"
+        reused = load_stats(self.work / f"{name}.stats.json", fp) if self.opts.resume else None
+        if reused:
+            return {**reused, "reused": True}
+        t0 = time.perf_counter()
+        n_in = pq.ParquetFile(prev).metadata.num_rows
+        kept = ParquetSink(self.work / f"{name}.parquet", schema)
+        rej = ParquetSink(self.work / f"{name}.rejected.parquet", _ledger_schema(schema))
+        reasons: Counter[str] = Counter()
+        counters: Counter[str] = Counter()
+        try:
+            if isinstance(stage, RecordStage):
+                results = self.engine.map(stage, "process", self._batches(prev))
+            elif isinstance(stage, GlobalStage):
+                bar = self._bar(f"{stage.name} (fingerprint)", n_in)
+                fps = list(self.engine.map(stage, "fingerprint", _counted(self._batches(prev), bar)))
+                bar.close()
+                resolution = stage.resolve(fps)
+                del fps
+                counters.update(stage.resolution_counters(resolution))
+                results = self.engine.map(stage, "decide", self._batches(prev), context=resolution)
+            else:
+                raise StageError(stage.name, f"{type(stage).__name__} is neither a RecordStage nor a GlobalStage")
+            bar = self._bar(stage.name, n_in)
+            for result in results:
+                self._book(stage, result, kept, rej, reasons, counters)
+                bar.update(result.table.num_rows)
+            bar.close()
+        except ZhcurateError:
+            kept.abort()
+            rej.abort()
+            raise
+        except Exception as e:
+            kept.abort()
+            rej.abort()
+            raise StageError(stage.name, f"{type(e).__name__}: {e}") from e
+        kept.close()
+        rej.close()
+        if kept.rows + rej.rows != n_in:
+            raise BalanceError(f"stage '{stage.name}' received {n_in} records but returned "
+                               f"{kept.rows} kept + {rej.rows} dropped")
+        stats = {
+            "name": stage.name, "kind": "global" if isinstance(stage, GlobalStage) else "record",
+            "file": f"{name}.parquet", "fingerprint": fp, "input": n_in, "kept": kept.rows,
+            "dropped": rej.rows, "reasons": dict(reasons), "counters": dict(counters),
+            "params": stage.params.model_dump(mode="json"),
+            "seconds": round(time.perf_counter() - t0, 3), "reused": False,
+        }
+        write_json_atomic(self.work / f"{name}.stats.json", stats)
+        return stats
+
+    def _book(self, stage: Stage, result: StageResult, kept: ParquetSink, rej: ParquetSink,
+              reasons: Counter[str], counters: Counter[str]) -> None:
+        table = result.table
+        missing = [n for n in kept.schema.names if n not in table.column_names]
+        if missing:
+            raise StageError(stage.name, f"returned a batch without the column(s) {missing}")
+        counters.update(result.counters)
+        drop = [r is not None for r in result.reasons]
+        if not any(drop):
+            kept.write(table)
+            return
+        mask = pa.array(drop, type=pa.bool_())
+        kept.write(table.filter(pc.invert(mask)))
+        dropped = table.filter(mask)
+        codes = [r for r in result.reasons if r is not None]
+        details = [d for d, r in zip(result.details, result.reasons) if r is not None]
+        reasons.update(codes)
+        dropped = dropped.append_column("stage", pa.array([stage.name] * len(codes), pa.string()))
+        dropped = dropped.append_column("reason", pa.array(codes, pa.string()))
+        dropped = dropped.append_column("detail", pa.array(details, pa.string()))
+        rej.write(dropped)
+
+    # ---------------------------------------------------------------- outputs
+    def _finish(self, last: Path, schema: pa.Schema, steps: list[dict[str, Any]]) -> dict[str, int]:
+        final_schema = pa.schema([f for f in schema if f.name != SEQ_COLUMN])
+        cleaned = ParquetSink(self.out / "cleaned.parquet", final_schema)
+        for batch in self._batches(last):
+            cleaned.write(batch)
+        cleaned.close()
+        rejected_schema = _ledger_schema(final_schema)
+        rejected = ParquetSink(self.out / "rejected.parquet", rejected_schema)
+        for step in steps:
+            part = self.work / step["file"].replace(".parquet", ".rejected.parquet")
+            for batch in self._batches(part):
+                for f in rejected_schema:
+                    if f.name not in batch.column_names:
+                        batch = batch.append_column(f.name, pa.nulls(batch.num_rows, f.type))
+                rejected.write(batch)
+        rejected.close()
+        src = self.work / "quarantine.jsonl"
+        write_text_atomic(self.out / "quarantine.jsonl", src.read_text(encoding="utf-8"))
+        n_quarantined = sum(1 for _ in open(self.out / "quarantine.jsonl", encoding="utf-8"))
+        totals = {
+            "input": steps[0]["input"],
+            "cleaned": pq.ParquetFile(self.out / "cleaned.parquet").metadata.num_rows,
+            "rejected": pq.ParquetFile(self.out / "rejected.parquet").metadata.num_rows,
+            "quarantined": n_quarantined,
+        }
+        if totals["input"] != totals["cleaned"] + totals["rejected"] + totals["quarantined"]:
+            raise BalanceError(
+                f"records were lost: input {totals['input']} != cleaned {totals['cleaned']} + rejected "
+                f"{totals['rejected']} + quarantined {totals['quarantined']}. This is a bug; please report it "
+                f"with the checkpoint folder {self.work}."
+            )
+        return totals
+
+    def _bar(self, desc: str, total: int | None) -> tqdm[Any]:
+        return tqdm(total=total, desc=desc, unit="rec", file=sys.stderr, disable=not self.opts.progress,
+                    dynamic_ncols=True, leave=True)
+
+
+def _counted(batches: Iterator[pa.Table], bar: tqdm[Any]) -> Iterator[pa.Table]:
+    for batch in batches:
+        yield batch
+        bar.update(batch.num_rows)
+
+
+__all__ = ["OUTPUT_FILES", "RunOptions", "Runner", "CANONICAL_SCHEMA"]

@@ -1,0 +1,261 @@
+"""Turn one input file into a stream of raw *units* (one per record), salvaging what can be salvaged.
+
+A unit is either a parsed object (``obj``) or an ``error`` with the raw text that could not be parsed. Every
+record-shaped piece of the file becomes exactly one unit, so nothing is lost: a JSON array with a syntax error
+is parsed element by element and only the broken element becomes an error unit.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pipeline.encoding import SAMPLE_BYTES, Detected, detect
+
+RAW_LIMIT = 1000  # characters of raw text kept in a quarantine entry
+CONTAINERS = {".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".tsv": "tsv",
+              ".parquet": "parquet", ".pq": "parquet"}
+_WRAPPER_KEYS = ("data", "records", "items", "rows", "examples", "instances")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_RESYNC = re.compile(r"\n[ \t]*\{")
+
+
+@dataclass
+class Unit:
+    row: int  # 0-based position of the unit within its file (the id's row)
+    line: int | None  # 1-based line where it starts (None for Parquet)
+    obj: Any = None
+    error: str | None = None
+    raw: str = ""
+
+
+@dataclass
+class FileInfo:
+    path: str  # as given (relative if given relative)
+    container: str  # json | jsonl | csv | tsv | parquet | unknown
+    encoding: str = ""
+    format: str = ""
+    units: int = 0
+    warnings: list[str] | None = None
+
+    def warn(self, message: str) -> None:
+        self.warnings = [*(self.warnings or []), message]
+
+
+def container_of(path: Path) -> str:
+    return CONTAINERS.get(path.suffix.lower(), "unknown")
+
+
+def has_bad_chars(text: str) -> bool:
+    """Lone surrogates: invalid bytes decoded with surrogateescape, or ``\\ud800`` escapes in JSON."""
+    return _SURROGATE.search(text) is not None
+
+
+def iter_units(path: Path, info: FileInfo) -> Iterator[Unit]:
+    """Yield every unit of ``path``; fills ``info.encoding`` (and warnings) as it goes."""
+    if info.container == "parquet":
+        info.encoding = "binary (Parquet)"
+        yield from _parquet_units(path, info)
+        return
+    with open(path, "rb") as f:
+        sample = f.read(SAMPLE_BYTES)
+    if not sample:
+        info.encoding = "empty"
+        info.warn("empty file: no records")
+        return
+    det = detect(sample)
+    info.encoding = det.label
+    if det.binary:
+        yield Unit(0, 1, error="not a text file (binary content); expected JSON, JSONL, CSV or Parquet",
+                   raw=repr(sample[:200]))
+        return
+    container = info.container
+    if container == "unknown":
+        first = sample.lstrip(b"\xef\xbb\xbf \t\r\n")[:1]
+        container = "jsonl" if first == b"{" else "json" if first == b"[" else "csv"
+        info.warn(f"unknown file extension; read as {container}")
+        info.container = container
+    if container == "jsonl" and _ascii_compatible(det):
+        yield from _jsonl_stream(path, det)
+        return
+    text = path.read_bytes().decode(det.encoding, errors="surrogateescape" if _ascii_compatible(det) else "replace")
+    if container in ("csv", "tsv"):
+        yield from _csv_units(text, "\t" if container == "tsv" else ",")
+    else:
+        yield from _json_text_units(text)
+
+
+def _ascii_compatible(det: Detected) -> bool:
+    return det.encoding.replace("_", "-").lower() in ("utf-8", "utf-8-sig", "gb18030", "gbk", "gb2312", "ascii")
+
+
+def _jsonl_stream(path: Path, det: Detected) -> Iterator[Unit]:
+    enc = "utf-8" if det.encoding == "utf-8-sig" else det.encoding
+    row = 0
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            if lineno == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                raw = raw[3:]
+            stripped = raw.strip()
+            if not stripped:
+                continue
+            try:
+                text = stripped.decode(enc)
+            except UnicodeDecodeError as e:
+                yield Unit(row, lineno, error=f"invalid {det.label} bytes at byte {e.start} of the line",
+                           raw=stripped.decode(enc, errors="replace")[:RAW_LIMIT])
+                row += 1
+                continue
+            yield _json_unit(text, row, lineno)
+            row += 1
+
+
+def _json_unit(text: str, row: int, lineno: int) -> Unit:
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as e:
+        msg = "truncated JSON (the line ends early)" if e.pos >= len(text) - 1 else f"JSON syntax error: {e.msg}"
+        return Unit(row, lineno, error=f"{msg} at column {e.colno}", raw=text[:RAW_LIMIT])
+    except RecursionError:
+        return Unit(row, lineno, error="JSON nested too deeply", raw=text[:RAW_LIMIT])
+    return Unit(row, lineno, obj=obj, raw=text[:RAW_LIMIT] if has_bad_chars(text) else "")
+
+
+class _Lines:
+    """Line numbers for positions in a text, counted incrementally (positions only move forward)."""
+
+    def __init__(self, text: str) -> None:
+        self.text, self.pos, self.line = text, 0, 1
+
+    def at(self, pos: int) -> int:
+        if pos < self.pos:
+            return self.text.count("\n", 0, pos) + 1
+        self.line += self.text.count("\n", self.pos, pos)
+        self.pos = pos
+        return self.line
+
+
+def _skip(text: str, pos: int, chars: str) -> int:
+    n = len(text)
+    while pos < n and text[pos] in chars:
+        pos += 1
+    return pos
+
+
+def _json_text_units(text: str) -> Iterator[Unit]:
+    """A JSON array (salvaged element by element), a wrapper object, a single record or concatenated objects."""
+    dec = json.JSONDecoder()
+    lines = _Lines(text)
+    pos = _skip(text, 0, "\ufeff \t\r\n")
+    if pos >= len(text):
+        return
+    if text[pos] == "{":
+        try:
+            obj, end = dec.raw_decode(text, pos)
+        except (json.JSONDecodeError, RecursionError):
+            obj, end = None, -1
+        if end != -1 and _skip(text, end, " \t\r\n") >= len(text) and isinstance(obj, dict):
+            wrapped = next((k for k in _WRAPPER_KEYS if isinstance(obj.get(k), list)), None)
+            if wrapped is None:
+                yield Unit(0, 1, obj=obj)
+            else:
+                for i, item in enumerate(obj[wrapped]):
+                    yield Unit(i, None, obj=item)
+            return
+        yield from _elements(text, pos, dec, lines, closing="")  # concatenated objects (JSONL in a .json)
+        return
+    if text[pos] != "[":
+        yield Unit(0, lines.at(pos), error="not JSON: expected '[' or '{' at the start of the file",
+                   raw=text[pos : pos + RAW_LIMIT])
+        return
+    yield from _elements(text, pos + 1, dec, lines, closing="]")
+
+
+def _elements(text: str, pos: int, dec: json.JSONDecoder, lines: _Lines, closing: str) -> Iterator[Unit]:
+    n, row = len(text), 0
+    while True:
+        pos = _skip(text, pos, " \t\r\n,")
+        if pos >= n:  # a missing closing ']' loses nothing: every element before it was read
+            return
+        if closing and text[pos] == closing:
+            rest = _skip(text, pos + 1, " \t\r\n")
+            if rest < n:
+                yield Unit(row, lines.at(rest), error="unexpected text after the closing ']'",
+                           raw=text[rest : rest + RAW_LIMIT])
+            return
+        try:
+            obj, end = dec.raw_decode(text, pos)
+        except json.JSONDecodeError as e:
+            m = _RESYNC.search(text, max(e.pos, pos + 1))
+            nxt = m.start() + 1 if m else n
+            line = lines.at(pos)
+            yield Unit(row, line, error=f"JSON syntax error: {e.msg} (line {text.count(chr(10), 0, e.pos) + 1})",
+                       raw=text[pos:nxt][:RAW_LIMIT])
+            row, pos = row + 1, nxt
+            continue
+        except RecursionError:
+            m = _RESYNC.search(text, pos + 1)
+            nxt = m.start() + 1 if m else n
+            yield Unit(row, lines.at(pos), error="JSON nested too deeply", raw=text[pos:nxt][:RAW_LIMIT])
+            row, pos = row + 1, nxt
+            continue
+        chunk_bad = has_bad_chars(text[pos:end])
+        yield Unit(row, lines.at(pos), obj=obj, raw=text[pos:end][:RAW_LIMIT] if chunk_bad else "")
+        row, pos = row + 1, end
+
+
+def _csv_units(text: str, delimiter: str) -> Iterator[Unit]:
+    csv.field_size_limit(sys.maxsize)
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    try:
+        header = next(reader)
+    except StopIteration:
+        return
+    except csv.Error as e:
+        yield Unit(0, 1, error=f"CSV header cannot be parsed: {e}", raw=text[:RAW_LIMIT])
+        return
+    header = [h.strip() for h in header]
+    row = 0
+    start_line = reader.line_num + 1
+    while True:
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as e:
+            yield Unit(row, start_line, error=f"CSV syntax error: {e}", raw="")
+            row, start_line = row + 1, reader.line_num + 1
+            continue
+        if not cells or (len(cells) == 1 and not cells[0].strip()):
+            start_line = reader.line_num + 1
+            continue
+        if len(cells) != len(header):
+            yield Unit(row, start_line, error=f"CSV row has {len(cells)} fields, the header has {len(header)}",
+                       raw=delimiter.join(cells)[:RAW_LIMIT])
+        else:
+            yield Unit(row, start_line, obj=dict(zip(header, cells)))
+        row, start_line = row + 1, reader.line_num + 1
+
+
+def _parquet_units(path: Path, info: FileInfo) -> Iterator[Unit]:
+    import pyarrow.parquet as pq
+
+    try:
+        pf = pq.ParquetFile(path)
+    except Exception as e:  # pyarrow raises several types for a non-Parquet file
+        yield Unit(0, None, error=f"not a readable Parquet file: {e}", raw="")
+        return
+    row = 0
+    for batch in pf.iter_batches(batch_size=8192):
+        for obj in batch.to_pylist():
+            yield Unit(row, None, obj=obj)
+            row += 1
