@@ -19,11 +19,19 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run a recipe (or the default recipe) over input files")
     run.add_argument("recipe", nargs="?", help="recipe YAML; without it the default recipe runs")
-    run.add_argument("--input", action="append", default=None, metavar="PATH",
-                     help="input file, directory or glob (repeatable); overrides the recipe's input")
+    run.add_argument(
+        "--input",
+        action="append",
+        default=None,
+        metavar="PATH",
+        help="input file, directory or glob (repeatable); overrides the recipe's input",
+    )
     run.add_argument("--output", metavar="DIR", help="output directory; overrides the recipe's output")
-    run.add_argument("--resume", action="store_true", help="reuse finished stages whose inputs and parameters "
-                     "are unchanged")
+    run.add_argument(
+        "--resume",
+        action="store_true",
+        help="reuse finished stages whose inputs and parameters are unchanged",
+    )
     run.add_argument("--engine", choices=("local", "ray"), default="local")
     run.add_argument("--address", help="Ray cluster address (with --engine ray)")
     run.add_argument("--workers", type=int, default=1, help="worker processes (local engine)")
@@ -37,7 +45,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _run(args: argparse.Namespace) -> int:
     from pipeline.recipe import default_recipe, load_recipe
-    from pipeline.runner import RunOptions, Runner
+    from pipeline.runner import Runner, RunOptions
 
     recipe = load_recipe(args.recipe) if args.recipe else default_recipe()
     if args.input:
@@ -52,13 +60,20 @@ def _run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--workers must be 1 or more, got {args.workers}")
     if args.engine == "ray":
         raise ConfigError("--engine ray is not available yet in this version; use --engine local")
-    opts = RunOptions(output=Path(recipe.output), resume=args.resume, workers=args.workers,
-                      engine_name=args.engine, progress=not args.quiet)
+    opts = RunOptions(
+        output=Path(recipe.output),
+        resume=args.resume,
+        workers=args.workers,
+        engine_name=args.engine,
+        progress=not args.quiet,
+    )
     report = Runner(recipe, opts).run()
     c = report["counts"]
-    print(f"zhcurate: {c['input']} records in -> {c['cleaned']} cleaned, {c['rejected']} rejected, "
-          f"{c['quarantined']} quarantined ({report['seconds']:.1f}s). Outputs in {recipe.output}",
-          file=sys.stderr)
+    print(
+        f"zhcurate: {c['input']} records in -> {c['cleaned']} cleaned, {c['rejected']} rejected, "
+        f"{c['quarantined']} quarantined ({report['seconds']:.1f}s). Outputs in {recipe.output}",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -74,11 +89,15 @@ def _report(args: argparse.Namespace) -> int:
     if args.html:
         (Path(args.dir) / "report.html").write_text(render_html(report), encoding="utf-8")
     c = report["counts"]
-    print(f"input {c['input']} = cleaned {c['cleaned']} + rejected {c['rejected']} + quarantined "
-          f"{c['quarantined']}  balance: {'ok' if report['balance']['ok'] else 'BROKEN'}")
+    print(
+        f"input {c['input']} = cleaned {c['cleaned']} + rejected {c['rejected']} + quarantined "
+        f"{c['quarantined']}  balance: {'ok' if report['balance']['ok'] else 'BROKEN'}"
+    )
     for s in report["stages"]:
-        print(f"  {s['stage']:<16} in {s['input']:>9}  kept {s['kept']:>9}  dropped {s['dropped']:>8}  "
-              f"{s['seconds']:.2f}s")
+        print(
+            f"  {s['stage']:<16} in {s['input']:>9}  kept {s['kept']:>9}  dropped {s['dropped']:>8}  "
+            f"{s['seconds']:.2f}s"
+        )
         for r, n in s["reasons"].items():
             print(f"      {r:<32} {n}")
     return 0

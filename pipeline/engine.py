@@ -68,8 +68,9 @@ class LocalEngine:
                 yield call(stage, method, batch, context)
             return
         ctx = mp.get_context("spawn")
-        with ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_init_worker,
-                                 initargs=(stage, context)) as pool:
+        with ProcessPoolExecutor(
+            self.workers, mp_context=ctx, initializer=_init_worker, initargs=(stage, context)
+        ) as pool:
             pending: deque[Future[Any]] = deque()
             for batch in batches:
                 pending.append(pool.submit(_run_in_worker, method, batch))

@@ -38,6 +38,19 @@ class ReadRejection:
     row: dict[str, Any] = field(default_factory=dict)
 
 
+def type_name(value: Any) -> str:
+    """How a JSON value's type reads in an error message."""
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return f"a {type(value).__name__}"
+
+
 def detect_format(obj: Mapping[str, Any]) -> Format | None:
     if "conversations" in obj:
         return "sharegpt"
@@ -69,7 +82,7 @@ def _text(obj: Mapping[str, Any], key: str, *, required: bool) -> str:
         return value
     if isinstance(value, float) and value != value:  # NaN from a CSV/Parquet null
         return ""
-    raise MalformedRecord(f"key '{key}' is a {type(value).__name__}, expected a string")
+    raise MalformedRecord(f"key '{key}' is {type_name(value)}, expected a string")
 
 
 def _maybe_json(value: Any, key: str) -> Any:
@@ -88,14 +101,12 @@ def _maybe_json(value: Any, key: str) -> Any:
 def _history(obj: Mapping[str, Any]) -> list[dict[str, str]]:
     raw = _maybe_json(obj.get("history"), "history") if obj.get("history") is not None else []
     if not isinstance(raw, list):
-        raise MalformedRecord(f"key 'history' is a {type(raw).__name__}, expected a list of turns")
+        raise MalformedRecord(f"key 'history' is {type_name(raw)}, expected a list of turns")
     turns: list[dict[str, str]] = []
     for i, turn in enumerate(raw):
         if isinstance(turn, (list, tuple)) and len(turn) == 2 and all(isinstance(t, str) for t in turn):
             turns.append({"user": turn[0], "assistant": turn[1]})
-        elif isinstance(turn, Mapping) and isinstance(turn.get("user"), str) and isinstance(
-            turn.get("assistant"), str
-        ):
+        elif isinstance(turn, Mapping) and isinstance(turn.get("user"), str) and isinstance(turn.get("assistant"), str):
             turns.append({"user": turn["user"], "assistant": turn["assistant"]})
         else:
             raise MalformedRecord(f"history[{i}] is not a [user, assistant] pair of strings")
@@ -125,7 +136,7 @@ def _content(value: Any, where: str) -> str:
             else:
                 raise MalformedRecord(f"{where} has a non-text content part; only text is supported")
         return "".join(parts)
-    raise MalformedRecord(f"{where} is a {type(value).__name__}, expected a string")
+    raise MalformedRecord(f"{where} is {type_name(value)}, expected a string")
 
 
 def _conversation(
@@ -133,12 +144,12 @@ def _conversation(
 ) -> dict[str, Any] | ReadRejection:
     turns_raw = _maybe_json(turns_raw, key)
     if not isinstance(turns_raw, list):
-        raise MalformedRecord(f"key '{key}' is a {type(turns_raw).__name__}, expected a list of turns")
+        raise MalformedRecord(f"key '{key}' is {type_name(turns_raw)}, expected a list of turns")
     roles: list[str] = []
     texts: list[str] = []
     for i, turn in enumerate(turns_raw):
         if not isinstance(turn, Mapping):
-            raise MalformedRecord(f"{key}[{i}] is a {type(turn).__name__}, expected an object")
+            raise MalformedRecord(f"{key}[{i}] is {type_name(turn)}, expected an object")
         role = turn.get(role_key)
         if not isinstance(role, str):
             raise MalformedRecord(f"{key}[{i}] has no string '{role_key}'")
@@ -156,7 +167,13 @@ def _conversation(
         else:
             return ReadRejection("conversation_unsupported_role", {"turn": i, "role": role, "field": key})
         texts.append(text)
-    partial = {"system": system, "instruction": texts[0] if texts else "", "input": "", "output": "", "history": []}
+    partial = {
+        "system": system,
+        "instruction": texts[0] if texts else "",
+        "input": "",
+        "output": "",
+        "history": [],
+    }
     if not roles:
         return ReadRejection("conversation_empty", {"field": key}, partial)
     for i, r in enumerate(roles):
@@ -176,13 +193,15 @@ def _conversation(
 def to_canonical(obj: Any, fmt: Format) -> dict[str, Any] | ReadRejection:
     """Map a raw record to the canonical text fields (no id/source yet)."""
     if not isinstance(obj, Mapping):
-        raise MalformedRecord(f"a record is a {type(obj).__name__}, expected a JSON object")
+        raise MalformedRecord(f"a record is {type_name(obj)}, expected a JSON object")
     if fmt == "alpaca":
         row = _alpaca(obj)
     elif fmt == "sharegpt":
         if "conversations" not in obj:
             raise MalformedRecord("missing key 'conversations' (ShareGPT format)")
-        res = _conversation(obj["conversations"], "conversations", "from", "value", _text(obj, "system", required=False))
+        res = _conversation(
+            obj["conversations"], "conversations", "from", "value", _text(obj, "system", required=False)
+        )
         if isinstance(res, ReadRejection):
             return res
         row = res

@@ -17,7 +17,14 @@ from typing import Any
 import pyarrow as pa
 
 from pipeline.errors import ConfigError
-from pipeline.formats import MalformedRecord, ReadRejection, detect_format, rename_fields, to_canonical
+from pipeline.formats import (
+    MalformedRecord,
+    ReadRejection,
+    detect_format,
+    rename_fields,
+    to_canonical,
+    type_name,
+)
 from pipeline.sources import CONTAINERS, RAW_LIMIT, FileInfo, container_of, has_bad_chars, iter_units
 from schemas.record import CANONICAL_SCHEMA
 from stages.base import SEQ_COLUMN, detail_json
@@ -102,14 +109,20 @@ class Reader:
                 seq += 1
                 outcome = self._convert(unit.obj, unit.error, unit.raw, fmt)
                 if isinstance(outcome, str):  # quarantine
-                    quarantine.append({"source": info.path, "line": unit.line, "row": unit.row,
-                                       "id": base["id"], "error": outcome,
-                                       "raw": (unit.raw or _raw_repr(unit.obj))[:RAW_LIMIT]})
+                    quarantine.append(
+                        {
+                            "source": info.path,
+                            "line": unit.line,
+                            "row": unit.row,
+                            "id": base["id"],
+                            "error": outcome,
+                            "raw": (unit.raw or _raw_repr(unit.obj))[:RAW_LIMIT],
+                        }
+                    )
                 elif isinstance(outcome, ReadRejection):
                     row = {"system": "", "instruction": "", "input": "", "output": "", "history": []}
                     row.update(outcome.row)
-                    rejected.append({**base, **row, "reason": outcome.reason,
-                                     "detail": detail_json(**outcome.detail)})
+                    rejected.append({**base, **row, "reason": outcome.reason, "detail": detail_json(**outcome.detail)})
                 else:
                     if fmt is None:
                         fmt = outcome.pop("_format")
@@ -128,14 +141,16 @@ class Reader:
         if raw:  # the unit parsed but holds invalid bytes
             return "invalid bytes for the file's encoding (or a lone surrogate escape) inside the record"
         if not isinstance(obj, dict):
-            return f"a record is a {type(obj).__name__}, expected an object with named fields"
+            return f"a record is {type_name(obj)}, expected an object with named fields"
         obj = rename_fields(obj, self.fields)
         use = fmt or detect_format(obj)
         if use is None:
             keys = ", ".join(list(obj)[:12])
-            return (f"cannot tell the record format from its keys ({keys}): expected instruction/output "
-                    "(Alpaca), conversations (ShareGPT) or messages (OpenAI); map your columns with "
-                    "'fields: {instruction: your_question_column, output: your_answer_column}' in the recipe")
+            return (
+                f"cannot tell the record format from its keys ({keys}): expected instruction/output "
+                "(Alpaca), conversations (ShareGPT) or messages (OpenAI); map your columns with "
+                "'fields: {instruction: your_question_column, output: your_answer_column}' in the recipe"
+            )
         try:
             out = to_canonical(obj, use)  # type: ignore[arg-type]
         except MalformedRecord as e:

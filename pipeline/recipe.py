@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -73,12 +74,13 @@ class Recipe:
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _loc(err: dict[str, Any]) -> str:
+def _loc(err: Any) -> str:
     return ".".join(str(p) for p in err.get("loc", ()))
 
 
 def _stage_spec(item: Any, index: int) -> StageSpec:
     allowed = ", ".join(STAGES) or "(none registered)"
+    raw: Any
     if isinstance(item, str):
         name, raw = item, {}
     elif isinstance(item, dict) and len(item) == 1:
@@ -140,7 +142,7 @@ def build_recipe(raw: dict[str, Any], *, base_dir: Path | None, source: str) -> 
     def resolve(p: str) -> str:
         if base_dir is None or Path(p).is_absolute():
             return p
-        return str(base_dir / p)
+        return os.path.normpath(base_dir / p)
 
     return Recipe(
         inputs=tuple(resolve(p) for p in model.input),

@@ -82,8 +82,13 @@ class Runner:
         for stage in self.stages:
             stage.check()
         self._prepare_output(files)
-        fp = fingerprint(__version__, input_fingerprint(files), self.recipe.format, self.recipe.fields,
-                         self.recipe.batch_size)
+        fp = fingerprint(
+            __version__,
+            input_fingerprint(files),
+            self.recipe.format,
+            self.recipe.fields,
+            self.recipe.batch_size,
+        )
         steps: list[dict[str, Any]] = []
         stats = self._read_step(files, fp)
         steps.append(stats)
@@ -111,13 +116,16 @@ class Runner:
             probe.write_text("ok")
             probe.unlink()
         except OSError as e:
-            raise OutputError(f"cannot write to the output directory {self.out}: {e.strerror or e}. "
-                              "Choose a writable --output.") from None
+            raise OutputError(
+                f"cannot write to the output directory {self.out}: {e.strerror or e}. Choose a writable --output."
+            ) from None
         need = 3 * sum(f.stat().st_size for f in files)
         free = shutil.disk_usage(self.work).free
         if free < need:
-            raise OutputError(f"not enough free disk space in {self.out}: {free / 1e6:.0f} MB free, about "
-                              f"{need / 1e6:.0f} MB needed (3x the input). Free space or choose another --output.")
+            raise OutputError(
+                f"not enough free disk space in {self.out}: {free / 1e6:.0f} MB free, about "
+                f"{need / 1e6:.0f} MB needed (3x the input). Free space or choose another --output."
+            )
         if not self.opts.resume:
             for f in self.work.iterdir():
                 if f.is_file():
@@ -158,10 +166,19 @@ class Runner:
         qtmp.replace(qpath)
         n_input = sum(info.units for info in reader.infos)
         stats = {
-            "name": "read", "kind": "read", "file": f"{name}.parquet", "fingerprint": fp,
-            "input": n_input, "kept": kept.rows, "dropped": rej.rows, "quarantined": n_quarantine,
-            "reasons": dict(reasons), "counters": {}, "seconds": round(time.perf_counter() - t0, 3),
-            "files": [vars(info) for info in reader.infos], "reused": False,
+            "name": "read",
+            "kind": "read",
+            "file": f"{name}.parquet",
+            "fingerprint": fp,
+            "input": n_input,
+            "kept": kept.rows,
+            "dropped": rej.rows,
+            "quarantined": n_quarantine,
+            "reasons": dict(reasons),
+            "counters": {},
+            "seconds": round(time.perf_counter() - t0, 3),
+            "files": [vars(info) for info in reader.infos],
+            "reused": False,
         }
         write_json_atomic(self.work / f"{name}.stats.json", stats)
         return stats
@@ -211,20 +228,35 @@ class Runner:
         kept.close()
         rej.close()
         if kept.rows + rej.rows != n_in:
-            raise BalanceError(f"stage '{stage.name}' received {n_in} records but returned "
-                               f"{kept.rows} kept + {rej.rows} dropped")
+            raise BalanceError(
+                f"stage '{stage.name}' received {n_in} records but returned {kept.rows} kept + {rej.rows} dropped"
+            )
         stats = {
-            "name": stage.name, "kind": "global" if isinstance(stage, GlobalStage) else "record",
-            "file": f"{name}.parquet", "fingerprint": fp, "input": n_in, "kept": kept.rows,
-            "dropped": rej.rows, "reasons": dict(reasons), "counters": dict(counters),
+            "name": stage.name,
+            "kind": "global" if isinstance(stage, GlobalStage) else "record",
+            "file": f"{name}.parquet",
+            "fingerprint": fp,
+            "input": n_in,
+            "kept": kept.rows,
+            "dropped": rej.rows,
+            "reasons": dict(reasons),
+            "counters": dict(counters),
             "params": stage.params.model_dump(mode="json"),
-            "seconds": round(time.perf_counter() - t0, 3), "reused": False,
+            "seconds": round(time.perf_counter() - t0, 3),
+            "reused": False,
         }
         write_json_atomic(self.work / f"{name}.stats.json", stats)
         return stats
 
-    def _book(self, stage: Stage, result: StageResult, kept: ParquetSink, rej: ParquetSink,
-              reasons: Counter[str], counters: Counter[str]) -> None:
+    def _book(
+        self,
+        stage: Stage,
+        result: StageResult,
+        kept: ParquetSink,
+        rej: ParquetSink,
+        reasons: Counter[str],
+        counters: Counter[str],
+    ) -> None:
         table = result.table
         missing = [n for n in kept.schema.names if n not in table.column_names]
         if missing:
@@ -280,8 +312,15 @@ class Runner:
         return totals
 
     def _bar(self, desc: str, total: int | None) -> tqdm[Any]:
-        return tqdm(total=total, desc=desc, unit="rec", file=sys.stderr, disable=not self.opts.progress,
-                    dynamic_ncols=True, leave=True)
+        return tqdm(
+            total=total,
+            desc=desc,
+            unit="rec",
+            file=sys.stderr,
+            disable=not self.opts.progress,
+            dynamic_ncols=True,
+            leave=True,
+        )
 
 
 def _counted(batches: Iterator[pa.Table], bar: tqdm[Any]) -> Iterator[pa.Table]:
@@ -290,4 +329,4 @@ def _counted(batches: Iterator[pa.Table], bar: tqdm[Any]) -> Iterator[pa.Table]:
         bar.update(batch.num_rows)
 
 
-__all__ = ["OUTPUT_FILES", "RunOptions", "Runner", "CANONICAL_SCHEMA"]
+__all__ = ["CANONICAL_SCHEMA", "OUTPUT_FILES", "RunOptions", "Runner"]

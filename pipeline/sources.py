@@ -20,8 +20,15 @@ from typing import Any
 from pipeline.encoding import SAMPLE_BYTES, Detected, detect
 
 RAW_LIMIT = 1000  # characters of raw text kept in a quarantine entry
-CONTAINERS = {".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".tsv": "tsv",
-              ".parquet": "parquet", ".pq": "parquet"}
+CONTAINERS = {
+    ".json": "json",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
 _WRAPPER_KEYS = ("data", "records", "items", "rows", "examples", "instances")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _RESYNC = re.compile(r"\n[ \t]*\{")
@@ -73,8 +80,12 @@ def iter_units(path: Path, info: FileInfo) -> Iterator[Unit]:
     det = detect(sample)
     info.encoding = det.label
     if det.binary:
-        yield Unit(0, 1, error="not a text file (binary content); expected JSON, JSONL, CSV or Parquet",
-                   raw=repr(sample[:200]))
+        yield Unit(
+            0,
+            1,
+            error="not a text file (binary content); expected JSON, JSONL, CSV or Parquet",
+            raw=repr(sample[:200]),
+        )
         return
     container = info.container
     if container == "unknown":
@@ -93,7 +104,14 @@ def iter_units(path: Path, info: FileInfo) -> Iterator[Unit]:
 
 
 def _ascii_compatible(det: Detected) -> bool:
-    return det.encoding.replace("_", "-").lower() in ("utf-8", "utf-8-sig", "gb18030", "gbk", "gb2312", "ascii")
+    return det.encoding.replace("_", "-").lower() in (
+        "utf-8",
+        "utf-8-sig",
+        "gb18030",
+        "gbk",
+        "gb2312",
+        "ascii",
+    )
 
 
 def _jsonl_stream(path: Path, det: Detected) -> Iterator[Unit]:
@@ -109,8 +127,12 @@ def _jsonl_stream(path: Path, det: Detected) -> Iterator[Unit]:
             try:
                 text = stripped.decode(enc)
             except UnicodeDecodeError as e:
-                yield Unit(row, lineno, error=f"invalid {det.label} bytes at byte {e.start} of the line",
-                           raw=stripped.decode(enc, errors="replace")[:RAW_LIMIT])
+                yield Unit(
+                    row,
+                    lineno,
+                    error=f"invalid {det.label} bytes at byte {e.start} of the line",
+                    raw=stripped.decode(enc, errors="replace")[:RAW_LIMIT],
+                )
                 row += 1
                 continue
             yield _json_unit(text, row, lineno)
@@ -121,7 +143,10 @@ def _json_unit(text: str, row: int, lineno: int) -> Unit:
     try:
         obj = json.loads(text)
     except json.JSONDecodeError as e:
-        msg = "truncated JSON (the line ends early)" if e.pos >= len(text) - 1 else f"JSON syntax error: {e.msg}"
+        if e.pos >= len(text) - 1 or e.msg.startswith("Unterminated"):
+            msg = f"truncated JSON (the line ends early): {e.msg}"
+        else:
+            msg = f"JSON syntax error: {e.msg}"
         return Unit(row, lineno, error=f"{msg} at column {e.colno}", raw=text[:RAW_LIMIT])
     except RecursionError:
         return Unit(row, lineno, error="JSON nested too deeply", raw=text[:RAW_LIMIT])
@@ -172,8 +197,12 @@ def _json_text_units(text: str) -> Iterator[Unit]:
         yield from _elements(text, pos, dec, lines, closing="")  # concatenated objects (JSONL in a .json)
         return
     if text[pos] != "[":
-        yield Unit(0, lines.at(pos), error="not JSON: expected '[' or '{' at the start of the file",
-                   raw=text[pos : pos + RAW_LIMIT])
+        yield Unit(
+            0,
+            lines.at(pos),
+            error="not JSON: expected '[' or '{' at the start of the file",
+            raw=text[pos : pos + RAW_LIMIT],
+        )
         return
     yield from _elements(text, pos + 1, dec, lines, closing="]")
 
@@ -187,8 +216,12 @@ def _elements(text: str, pos: int, dec: json.JSONDecoder, lines: _Lines, closing
         if closing and text[pos] == closing:
             rest = _skip(text, pos + 1, " \t\r\n")
             if rest < n:
-                yield Unit(row, lines.at(rest), error="unexpected text after the closing ']'",
-                           raw=text[rest : rest + RAW_LIMIT])
+                yield Unit(
+                    row,
+                    lines.at(rest),
+                    error="unexpected text after the closing ']'",
+                    raw=text[rest : rest + RAW_LIMIT],
+                )
             return
         try:
             obj, end = dec.raw_decode(text, pos)
@@ -196,8 +229,12 @@ def _elements(text: str, pos: int, dec: json.JSONDecoder, lines: _Lines, closing
             m = _RESYNC.search(text, max(e.pos, pos + 1))
             nxt = m.start() + 1 if m else n
             line = lines.at(pos)
-            yield Unit(row, line, error=f"JSON syntax error: {e.msg} (line {text.count(chr(10), 0, e.pos) + 1})",
-                       raw=text[pos:nxt][:RAW_LIMIT])
+            yield Unit(
+                row,
+                line,
+                error=f"JSON syntax error: {e.msg} (line {text.count(chr(10), 0, e.pos) + 1})",
+                raw=text[pos:nxt][:RAW_LIMIT],
+            )
             row, pos = row + 1, nxt
             continue
         except RecursionError:
@@ -239,8 +276,12 @@ def _csv_units(text: str, delimiter: str) -> Iterator[Unit]:
             start_line = reader.line_num + 1
             continue
         if len(cells) != len(header):
-            yield Unit(row, start_line, error=f"CSV row has {len(cells)} fields, the header has {len(header)}",
-                       raw=delimiter.join(cells)[:RAW_LIMIT])
+            yield Unit(
+                row,
+                start_line,
+                error=f"CSV row has {len(cells)} fields, the header has {len(header)}",
+                raw=delimiter.join(cells)[:RAW_LIMIT],
+            )
         else:
             yield Unit(row, start_line, obj=dict(zip(header, cells)))
         row, start_line = row + 1, reader.line_num + 1

@@ -60,9 +60,7 @@ class StageResult:
     def __post_init__(self) -> None:
         n = self.table.num_rows
         if len(self.reasons) != n or len(self.details) != n:
-            raise ValueError(
-                f"StageResult: {n} rows but {len(self.reasons)} reasons and {len(self.details)} details"
-            )
+            raise ValueError(f"StageResult: {n} rows but {len(self.reasons)} reasons and {len(self.details)} details")
 
     @classmethod
     def keep_all(cls, table: pa.Table, counters: dict[str, int] | None = None) -> StageResult:

@@ -28,8 +28,14 @@ def split_protected(text: str) -> list[tuple[str, bool]]:
     """Split ``text`` into consecutive ``(segment, protected)`` pieces that concatenate back to ``text``."""
     if not text:
         return []
-    if "`" not in text and "$" not in text and "\\" not in text and "@" not in text and "://" not in text \
-            and "www." not in text:
+    if (
+        "`" not in text
+        and "$" not in text
+        and "\\" not in text
+        and "@" not in text
+        and "://" not in text
+        and "www." not in text
+    ):
         return [(text, False)]
     out: list[tuple[str, bool]] = []
     pos = 0
