@@ -32,9 +32,11 @@ from pipeline.checkpoint import (
     fingerprint,
     input_fingerprint,
     load_stats,
+    tmp_name,
     write_json_atomic,
     write_text_atomic,
 )
+from pipeline.collect import ReportCollector
 from pipeline.engine import Engine, LocalEngine
 from pipeline.errors import BalanceError, OutputError, StageError, ZhcurateError
 from pipeline.reader import WORK_SCHEMA, Reader, expand_inputs
@@ -144,18 +146,22 @@ class Runner:
         kept = ParquetSink(self.work / f"{name}.parquet", WORK_SCHEMA)
         rej = ParquetSink(self.work / f"{name}.rejected.parquet", _ledger_schema(WORK_SCHEMA))
         qpath = self.work / "quarantine.jsonl"
-        qtmp = qpath.with_name(qpath.name + ".tmp")
+        qtmp = tmp_name(qpath)
         reasons: Counter[str] = Counter()
+        collector = ReportCollector()
         n_quarantine = 0
         bar = self._bar("read", None)
         with open(qtmp, "w", encoding="utf-8") as qf:
             for chunk in reader:
                 kept.write(chunk.records)
+                collector.add_kept(chunk.records)
                 if chunk.rejected:
                     for r in chunk.rejected:
                         r["stage"] = "read"
                         reasons[r["reason"]] += 1
-                    rej.write(pa.Table.from_pylist(chunk.rejected, schema=rej.schema))
+                    rejected_table = pa.Table.from_pylist(chunk.rejected, schema=rej.schema)
+                    rej.write(rejected_table)
+                    collector.add_dropped(rejected_table)
                 for q in chunk.quarantine:
                     qf.write(json.dumps(q, ensure_ascii=False) + "\n")
                 n_quarantine += len(chunk.quarantine)
@@ -179,6 +185,7 @@ class Runner:
             "seconds": round(time.perf_counter() - t0, 3),
             "files": [vars(info) for info in reader.infos],
             "reused": False,
+            "collect": collector.result(),
         }
         write_json_atomic(self.work / f"{name}.stats.json", stats)
         return stats
@@ -199,6 +206,7 @@ class Runner:
         rej = ParquetSink(self.work / f"{name}.rejected.parquet", _ledger_schema(schema))
         reasons: Counter[str] = Counter()
         counters: Counter[str] = Counter()
+        collector = ReportCollector()
         try:
             if isinstance(stage, RecordStage):
                 results = self.engine.map(stage, "process", self._batches(prev))
@@ -214,7 +222,7 @@ class Runner:
                 raise StageError(stage.name, f"{type(stage).__name__} is neither a RecordStage nor a GlobalStage")
             bar = self._bar(stage.name, n_in)
             for result in results:
-                self._book(stage, result, kept, rej, reasons, counters)
+                self._book(stage, result, kept, rej, reasons, counters, collector)
                 bar.update(result.table.num_rows)
             bar.close()
         except ZhcurateError:
@@ -244,6 +252,7 @@ class Runner:
             "params": stage.params.model_dump(mode="json"),
             "seconds": round(time.perf_counter() - t0, 3),
             "reused": False,
+            "collect": collector.result(),
         }
         write_json_atomic(self.work / f"{name}.stats.json", stats)
         return stats
@@ -256,6 +265,7 @@ class Runner:
         rej: ParquetSink,
         reasons: Counter[str],
         counters: Counter[str],
+        collector: ReportCollector,
     ) -> None:
         table = result.table
         missing = [n for n in kept.schema.names if n not in table.column_names]
@@ -265,9 +275,12 @@ class Runner:
         drop = [r is not None for r in result.reasons]
         if not any(drop):
             kept.write(table)
+            collector.add_kept(table)
             return
         mask = pa.array(drop, type=pa.bool_())
-        kept.write(table.filter(pc.invert(mask)))
+        kept_table = table.filter(pc.invert(mask))
+        kept.write(kept_table)
+        collector.add_kept(kept_table)
         dropped = table.filter(mask)
         codes = [r for r in result.reasons if r is not None]
         details = [d for d, r in zip(result.details, result.reasons) if r is not None]
@@ -276,6 +289,7 @@ class Runner:
         dropped = dropped.append_column("reason", pa.array(codes, pa.string()))
         dropped = dropped.append_column("detail", pa.array(details, pa.string()))
         rej.write(dropped)
+        collector.add_dropped(dropped)
 
     # ---------------------------------------------------------------- outputs
     def _finish(self, last: Path, schema: pa.Schema, steps: list[dict[str, Any]]) -> dict[str, int]:
