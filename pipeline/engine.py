@@ -30,6 +30,16 @@ def call(stage: Stage, method: Method, batch: Any, context: Any = None) -> Any:
     return stage.decide(batch, context)
 
 
+def resolve(engine: Engine, stage: GlobalStage, batches: Iterable[Any]) -> Any:
+    """Fingerprint every batch on ``engine`` and resolve over all fingerprints on this machine — unless the
+    engine resolves at cluster scale itself (an optional ``resolve(stage, batches)`` method, as the Ray engine
+    has), in which case it does both."""
+    own = getattr(engine, "resolve", None)
+    if own is not None:
+        return own(stage, batches)
+    return stage.resolve(list(engine.map(stage, "fingerprint", batches)))
+
+
 class Engine(Protocol):
     workers: int
 

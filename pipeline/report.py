@@ -1,18 +1,47 @@
-"""report.json and report.html, built only from the steps' statistics and the ledger totals."""
+"""report.json: built only from the steps' statistics (counters and what :mod:`pipeline.collect` gathered while
+the runner booked each batch) and the ledger (the output files' row counts, the first lines of
+quarantine.jsonl, and the kept twin of each duplicate *example*, looked up by id). Nothing is re-read and diffed.
+
+Sections: ``counts`` and ``balance``; ``stages`` (the funnel: in / kept / dropped per step, reasons, seconds,
+records/s); ``reasons``; ``examples`` (a few dropped records per reason, duplicates with their twin);
+``distributions`` (lengths before/after, quality_score, language profile, safety, duplicate clusters);
+``diversity`` (task types and leading verb–object pairs, before/after); inputs, versions, recipe hash.
+"""
 
 from __future__ import annotations
 
-import html
+import json
 import platform
+from collections import Counter
 from datetime import datetime, timezone
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
-from pipeline import __version__
-from pipeline.recipe import Recipe
+import pyarrow.parquet as pq
 
-_VERSIONED = ("pyarrow", "numpy", "pydantic", "opencc", "jieba", "datasketch", "faiss-cpu",
-              "sentence-transformers", "torch", "pyahocorasick", "numba", "ray")
+from pipeline import __version__
+from pipeline.collect import LENGTH_EDGES, SCORE_BINS, TEXT_FIELDS
+from pipeline.recipe import Recipe
+from pipeline.report_html import render_html
+from pipeline.tasktypes import RULES, TASK_TYPES
+
+_VERSIONED = (
+    "pyarrow",
+    "numpy",
+    "pydantic",
+    "opencc",
+    "jieba",
+    "datasketch",
+    "faiss-cpu",
+    "sentence-transformers",
+    "torch",
+    "pyahocorasick",
+    "numba",
+    "ray",
+)
+QUARANTINE_EXAMPLES = 5
+TOP_PAIRS = 25
 
 
 def versions() -> dict[str, str]:
@@ -29,22 +58,176 @@ def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="seconds")
 
 
-def build_report(recipe: Recipe, options: Any, steps: list[dict[str, Any]], totals: dict[str, int],
-                 started: float, finished: float) -> dict[str, Any]:
-    read = steps[0]
-    funnel = []
+def _collect(step: dict[str, Any]) -> dict[str, Any]:
+    """A step's collected report material ({} for a checkpoint written before the collector existed)."""
+    return step.get("collect") or {}
+
+
+def _side(step: dict[str, Any], side: str) -> dict[str, Any]:
+    return _collect(step).get(side) or {}
+
+
+def _sum_lists(lists: list[list[int]], n: int) -> list[int]:
+    out = [0] * n
+    for values in lists:
+        for i, v in enumerate(values[:n]):
+            out[i] += v
+    return out
+
+
+def funnel(steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    rows = []
     for s in steps:
         secs = float(s.get("seconds", 0.0))
-        funnel.append({
-            "stage": s["name"], "kind": s["kind"], "input": s["input"], "kept": s["kept"],
-            "dropped": s["dropped"], "quarantined": s.get("quarantined", 0),
-            "reasons": dict(sorted(s["reasons"].items(), key=lambda kv: -kv[1])),
-            "counters": s.get("counters", {}), "seconds": secs,
-            "records_per_s": round(s["input"] / secs, 1) if secs > 0 else None,
-            "reused": bool(s.get("reused")), "params": s.get("params", {}),
-        })
+        rows.append(
+            {
+                "stage": s["name"],
+                "kind": s["kind"],
+                "input": s["input"],
+                "kept": s["kept"],
+                "dropped": s["dropped"],
+                "quarantined": s.get("quarantined", 0),
+                "reasons": dict(sorted(s["reasons"].items(), key=lambda kv: -kv[1])),
+                "counters": s.get("counters", {}),
+                "seconds": secs,
+                "records_per_s": round(s["input"] / secs, 1) if secs > 0 else None,
+                "report_seconds": _collect(s).get("seconds"),
+                "reused": bool(s.get("reused")),
+                "params": s.get("params", {}),
+            }
+        )
+    return rows
+
+
+def distributions(steps: list[dict[str, Any]], final: dict[str, Any]) -> dict[str, Any]:
+    """Before (what ``read`` kept) and after (the cleaned records), plus what each step dropped."""
+    before, after = _side(steps[0], "kept"), final.get("kept") or {}
+    dropped = [_side(s, "dropped") for s in steps]
+    n_len = len(LENGTH_EDGES)
+    languages: Counter[str] = Counter()
+    categories: dict[str, Counter[str]] = {}
+    clusters: dict[str, dict[str, int]] = {}
+    for s in steps:
+        languages.update(_side(s, "dropped").get("language_profile", {}))
+        for reason, cats in _collect(s).get("categories", {}).items():
+            categories.setdefault(f"{s['name']}/{reason}", Counter()).update(cats)
+        if _collect(s).get("cluster_sizes"):
+            clusters[s["name"]] = _collect(s)["cluster_sizes"]
+    return {
+        "length_edges": list(LENGTH_EDGES),
+        "instruction_length": {
+            "before": before.get("instruction_len", [0] * n_len),
+            "after": after.get("instruction_len", [0] * n_len),
+        },
+        "output_length": {
+            "before": before.get("output_len", [0] * n_len),
+            "after": after.get("output_len", [0] * n_len),
+        },
+        "quality_score": {
+            "bins": SCORE_BINS,
+            "kept": after.get("quality_score", [0] * SCORE_BINS),
+            "dropped": _sum_lists([d.get("quality_score", []) for d in dropped], SCORE_BINS),
+        },
+        "language_profile": {"kept": after.get("language_profile", {}), "dropped": dict(languages)},
+        "safety": {
+            "refusals_kept": after.get("refusals", 0),
+            "categories": {k: dict(v) for k, v in categories.items()},
+        },
+        "duplicate_clusters": clusters,
+    }
+
+
+def diversity(steps: list[dict[str, Any]], final: dict[str, Any]) -> dict[str, Any]:
+    def pairs(collected: dict[str, Any]) -> dict[str, Any]:
+        vo = collected.get("verb_object") or {"sample": 0, "no_verb": 0, "pairs": []}
+        return {**vo, "pairs": vo["pairs"][:TOP_PAIRS]}
+
+    def types(collected: dict[str, Any]) -> dict[str, int]:
+        counts = (collected.get("kept") or {}).get("task_types", {})
+        return {t: counts.get(t, 0) for t in TASK_TYPES}
+
+    before = _collect(steps[0])
+    return {
+        "task_types": {"before": types(before), "after": types(final)},
+        "rules": [{"task": r.task, "why": r.why, "pattern": r.pattern} for r in RULES]
+        + [
+            {"task": "多轮对话", "why": "has earlier turns (history); checked first", "pattern": ""},
+            {"task": "其他", "why": "no rule matched", "pattern": ""},
+        ],
+        "verb_object": {"before": pairs(before), "after": pairs(final)},
+    }
+
+
+def lookup(out: Path, ids: list[str]) -> dict[str, dict[str, Any]]:
+    """Records by id from cleaned.parquet, else rejected.parquet (for a twin a later stage dropped)."""
+    found: dict[str, dict[str, Any]] = {}
+    for name in ("cleaned.parquet", "rejected.parquet"):
+        want = [i for i in ids if i not in found]
+        path = out / name
+        if not want or not path.is_file():
+            continue
+        table = pq.read_table(path, filters=[("id", "in", want)])  # streams; keeps only the matches
+        for row in table.to_pylist():
+            row.pop("history", None)
+            row["where"] = name.split(".")[0]
+            found.setdefault(row["id"], row)
+    return found
+
+
+def examples(steps: list[dict[str, Any]], out: Path | None) -> dict[str, list[dict[str, Any]]]:
+    """Examples of every ``stage/reason``; a duplicate's example carries its kept twin (``twin``)."""
+    result = {
+        f"{s['name']}/{reason}": list(rows) for s in steps for reason, rows in _collect(s).get("examples", {}).items()
+    }
+    ids = [
+        str(ex["detail"]["duplicate_of"])
+        for rows in result.values()
+        for ex in rows
+        if isinstance(ex.get("detail"), dict) and ex["detail"].get("duplicate_of")
+    ]
+    twins = lookup(out, ids) if out is not None and ids else {}
+    for rows in result.values():
+        for ex in rows:
+            twin_id = (ex.get("detail") or {}).get("duplicate_of")
+            if twin_id:
+                twin = twins.get(str(twin_id))
+                ex["twin"] = (
+                    {k: twin.get(k) for k in ("id", "source", "where", *TEXT_FIELDS)} if twin else {"id": twin_id}
+                )
+    return result
+
+
+def quarantine_examples(out: Path | None) -> list[dict[str, Any]]:
+    path = out / "quarantine.jsonl" if out is not None else None
+    if path is None or not path.is_file():
+        return []
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            rows.append(json.loads(line))
+            if len(rows) >= QUARANTINE_EXAMPLES:
+                break
+    return rows
+
+
+def build_report(
+    recipe: Recipe,
+    options: Any,
+    steps: list[dict[str, Any]],
+    totals: dict[str, int],
+    started: float,
+    finished: float,
+    final: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The whole report.json of a finished run. ``steps`` are the steps' statistics (with what
+    :class:`~pipeline.collect.ReportCollector` gathered in ``collect``); ``final`` is the collector's result over
+    cleaned.parquet as it was written (the "after" side); ``options.output`` is where the ledger lives (for the
+    quarantine examples and the duplicate twins)."""
+    final = final or {}
+    read = steps[0]
+    out = Path(options.output) if getattr(options, "output", None) is not None else None
     reasons = {f"{s['name']}/{r}": n for s in steps for r, n in s["reasons"].items()}
-    balance_ok = totals["input"] == totals["cleaned"] + totals["rejected"] + totals["quarantined"]
+    total_out = totals["cleaned"] + totals["rejected"] + totals["quarantined"]
     return {
         "zhcurate_version": __version__,
         "started_at": _iso(started),
@@ -58,48 +241,20 @@ def build_report(recipe: Recipe, options: Any, steps: list[dict[str, Any]], tota
         "inputs": read.get("files", []),
         "counts": totals,
         "balance": {
-            "ok": balance_ok,
+            "ok": totals["input"] == total_out,
             "equation": "input = cleaned + rejected + quarantined",
             "input": totals["input"],
-            "cleaned_plus_rejected_plus_quarantined": totals["cleaned"] + totals["rejected"] + totals["quarantined"],
+            "cleaned_plus_rejected_plus_quarantined": total_out,
         },
-        "stages": funnel,
-        "reasons": reasons,
+        "stages": funnel(steps),
+        "reasons": dict(sorted(reasons.items(), key=lambda kv: -kv[1])),
+        "examples": examples(steps, out),
+        "quarantine_examples": quarantine_examples(out),
+        "distributions": distributions(steps, final),
+        "diversity": diversity(steps, final),
         "reused_stages": [s["name"] for s in steps if s.get("reused")],
         "versions": versions(),
     }
 
 
-def render_html(report: dict[str, Any]) -> str:
-    """A self-contained page (no network): the balance and the funnel."""
-    e = html.escape
-    rows = []
-    for s in report["stages"]:
-        reasons = ", ".join(f"{e(k)}: {v}" for k, v in s["reasons"].items()) or "—"
-        rows.append(
-            f"<tr><td>{e(s['stage'])}</td><td>{s['input']}</td><td>{s['kept']}</td><td>{s['dropped']}</td>"
-            f"<td>{s['quarantined']}</td><td>{reasons}</td><td>{s['seconds']:.2f}</td></tr>"
-        )
-    c = report["counts"]
-    ok = "✓ 平衡 balanced" if report["balance"]["ok"] else "✗ NOT balanced"
-    files = "".join(
-        f"<tr><td>{e(f['path'])}</td><td>{e(f['container'])}</td><td>{e(f['format'])}</td>"
-        f"<td>{e(f['encoding'])}</td><td>{f['units']}</td></tr>" for f in report["inputs"]
-    )
-    return f"""<!doctype html>
-<html lang="zh-CN"><head><meta charset="utf-8"><title>zhcurate 质量报告</title>
-<style>body{{font-family:system-ui,"Noto Sans CJK SC",sans-serif;margin:2em;color:#222}}
-table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left}}
-th{{background:#f3f3f3}}.ok{{color:#060}}.bad{{color:#a00}}</style></head><body>
-<h1>zhcurate 质量报告 / quality report</h1>
-<p>recipe hash {e(report['recipe_hash'])} · {e(report['finished_at'])} · zhcurate {e(report['zhcurate_version'])}</p>
-<h2>平衡 Balance</h2>
-<p class="{'ok' if report['balance']['ok'] else 'bad'}">{ok}: input {c['input']} = cleaned {c['cleaned']}
- + rejected {c['rejected']} + quarantined {c['quarantined']}</p>
-<h2>漏斗 Funnel</h2>
-<table id="funnel"><tr><th>stage</th><th>in</th><th>kept</th><th>dropped</th><th>quarantined</th>
-<th>reasons</th><th>seconds</th></tr>{''.join(rows)}</table>
-<h2>输入 Inputs</h2>
-<table><tr><th>file</th><th>container</th><th>format</th><th>encoding</th><th>records</th></tr>{files}</table>
-</body></html>
-"""
+__all__ = ["build_report", "render_html", "versions"]

@@ -38,6 +38,7 @@ from pipeline.checkpoint import (
 )
 from pipeline.collect import ReportCollector
 from pipeline.engine import Engine, LocalEngine
+from pipeline.engine import resolve as resolve_global
 from pipeline.errors import BalanceError, OutputError, StageError, ZhcurateError
 from pipeline.reader import WORK_SCHEMA, Reader, expand_inputs
 from pipeline.recipe import Recipe
@@ -76,6 +77,7 @@ class Runner:
         self.out = Path(options.output)
         self.work = self.out / WORK_DIR
         self.stages: list[Stage] = [spec.build() for spec in recipe.stages]
+        self.final_collect: dict[str, Any] = {}  # report material of cleaned.parquet, gathered while writing it
 
     # ---------------------------------------------------------------- public
     def run(self) -> dict[str, Any]:
@@ -105,7 +107,7 @@ class Runner:
         totals = self._finish(prev, schema, steps)
         from pipeline.report import build_report, render_html
 
-        report = build_report(self.recipe, self.opts, steps, totals, started, time.time())
+        report = build_report(self.recipe, self.opts, steps, totals, started, time.time(), final=self.final_collect)
         write_json_atomic(self.out / "report.json", report)
         write_text_atomic(self.out / "report.html", render_html(report))
         return report
@@ -206,16 +208,14 @@ class Runner:
         rej = ParquetSink(self.work / f"{name}.rejected.parquet", _ledger_schema(schema))
         reasons: Counter[str] = Counter()
         counters: Counter[str] = Counter()
-        collector = ReportCollector()
+        collector = ReportCollector(full_kept=False)  # kept records are described once, at the end
         try:
             if isinstance(stage, RecordStage):
                 results = self.engine.map(stage, "process", self._batches(prev))
             elif isinstance(stage, GlobalStage):
                 bar = self._bar(f"{stage.name} (fingerprint)", n_in)
-                fps = list(self.engine.map(stage, "fingerprint", _counted(self._batches(prev), bar)))
+                resolution = resolve_global(self.engine, stage, _counted(self._batches(prev), bar))
                 bar.close()
-                resolution = stage.resolve(fps)
-                del fps
                 counters.update(stage.resolution_counters(resolution))
                 results = self.engine.map(stage, "decide", self._batches(prev), context=resolution)
             else:
@@ -295,9 +295,12 @@ class Runner:
     def _finish(self, last: Path, schema: pa.Schema, steps: list[dict[str, Any]]) -> dict[str, int]:
         final_schema = pa.schema([f for f in schema if f.name != SEQ_COLUMN])
         cleaned = ParquetSink(self.out / "cleaned.parquet", final_schema)
+        final = ReportCollector()  # the "after" side of the report: every cleaned record, as it is written
         for batch in self._batches(last):
             cleaned.write(batch)
+            final.add_kept(batch)
         cleaned.close()
+        self.final_collect = final.result()
         rejected_schema = _ledger_schema(final_schema)
         rejected = ParquetSink(self.out / "rejected.parquet", rejected_schema)
         for step in steps:

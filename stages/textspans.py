@@ -40,13 +40,35 @@ def split_protected(text: str) -> list[tuple[str, bool]]:
     out: list[tuple[str, bool]] = []
     pos = 0
     for m in _PROTECTED.finditer(text):
-        if m.start() > pos:
-            out.append((text[pos : m.start()], False))
-        out.append((m.group(0), True))
-        pos = m.end()
+        start, end = m.start(), _url_end(m.group(0), m.start(), m.end())
+        if start < pos:
+            continue
+        if start > pos:
+            out.append((text[pos:start], False))
+        out.append((text[start:end], True))
+        pos = end
     if pos < len(text):
         out.append((text[pos:], False))
     return out
+
+
+_URL_TRAILING = ".,;:!?)]}'\"”’"
+_PAIRS = {")": "(", "]": "[", "}": "{"}
+
+
+def _url_end(span: str, start: int, end: int) -> int:
+    """Trailing punctuation after a URL belongs to the sentence (``见(https://a.cn/x)。``), unless it closes a
+    bracket opened inside the URL (``https://en.wikipedia.org/wiki/Go_(game)``)."""
+    if not (span.startswith(("http", "ftp", "www.")) and span[-1] in _URL_TRAILING):
+        return end
+    while end > start and span[end - start - 1] in _URL_TRAILING:
+        ch = span[end - start - 1]
+        opener = _PAIRS.get(ch)
+        body = span[: end - start - 1]
+        if opener is not None and body.count(opener) > body.count(ch):
+            break
+        end -= 1
+    return end
 
 
 def strip_protected(text: str, replacement: str = " ") -> str:

@@ -1,0 +1,168 @@
+"""Choose the dedup_semantic threshold for a model by precision/recall on labelled sentence pairs.
+
+    python bench/calibrate_semantic.py                          # built-in model, hybrid similarity
+    python bench/calibrate_semantic.py --model BAAI/bge-small-zh-v1.5 --similarity cosine
+    python bench/calibrate_semantic.py --pairs my_pairs.tsv --min-precision 0.95 --json out.json
+
+Pair files are ``s1<TAB>s2<TAB>label`` lines, label 1 = same meaning, 0 = not (other labels are skipped).
+By default they are the LCQMC, BQ, ATEC and PAWSX validation sets in ``../shared/data/paraphrase/``.
+
+The similarity is computed exactly as the stage does (:mod:`stages.embedder`: the model's normalized
+embedding cosine, or the hybrid with char n-gram TF-IDF). For every threshold on a grid it prints precision
+first (dedup must not drop records that mean something else), then recall, per set and pooled over the
+``--select``-ed sets; the recommended threshold is the lowest one from which on the pooled precision stays at
+or above ``--min-precision`` (so recall is as high as that precision allows). Put it in the recipe:
+``dedup_semantic: {model: ..., similarity: ..., threshold: <value>}``.
+
+PAWSX is reported but not selected by default: its negatives are the same words in another order (``A 与 B
+合并后成立了 C`` / ``C 由合并 A 和 B 成立``), which a bag-of-tokens model (the built-in one) cannot tell apart
+at any threshold. All these sets are question matching with far more positives than a real dataset has
+duplicates: compare thresholds with them; the precision of a real run is lower at the same false-positive rate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+DEFAULT_DATA = REPO / ".." / "shared" / "data" / "paraphrase"
+DEFAULT_SETS = ("LCQMC", "BQ", "ATEC", "PAWSX")
+SELECTED = ("LCQMC", "BQ", "ATEC")
+GRID = np.round(np.arange(0.50, 0.995, 0.01), 2)
+
+
+def read_pairs(path: Path) -> tuple[list[str], list[str], np.ndarray]:
+    """The (s1, s2, label) columns of a pair file; lines without a 0/1 label are skipped."""
+    left: list[str] = []
+    right: list[str] = []
+    labels: list[int] = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        cols = line.split("\t")
+        if len(cols) >= 3 and cols[2].strip() in ("0", "1"):
+            left.append(cols[0])
+            right.append(cols[1])
+            labels.append(int(cols[2]))
+    return left, right, np.asarray(labels, dtype=np.int8)
+
+
+def pair_scores(
+    model_name: str, similarity: str, left: list[str], right: list[str], device: str, batch_size: int
+) -> tuple[np.ndarray, float]:
+    """The stage's similarity of each pair, and the texts/s the model embedded them at."""
+    from stages import embedder
+    from stages.dedup_semantic import _idf_for
+
+    model = embedder.load_model(model_name, device, offline=True)
+    texts = sorted(set(left) | set(right))
+    start = time.perf_counter()
+    vectors = model.encode(
+        texts, batch_size=batch_size, convert_to_numpy=True, normalize_embeddings=True, show_progress_bar=False
+    )
+    speed = len(texts) / (time.perf_counter() - start)
+    row = {text: i for i, text in enumerate(texts)}
+    emb_a = vectors[[row[t] for t in left]]
+    emb_b = vectors[[row[t] for t in right]]
+    if similarity == "cosine":
+        return np.einsum("ij,ij->i", emb_a, emb_b).astype(np.float32), speed
+    idf = _idf_for(model_name)
+    return embedder.pair_similarity(left, right, emb_a, emb_b, idf=idf), speed
+
+
+def curve(scores: np.ndarray, labels: np.ndarray) -> list[dict[str, float]]:
+    """Precision, recall and F1 of ``score >= t`` for every t of the grid."""
+    rows = []
+    positives = int(labels.sum())
+    for t in GRID:
+        predicted = scores >= t
+        tp = int(np.count_nonzero(predicted & (labels == 1)))
+        n_pred = int(np.count_nonzero(predicted))
+        precision = tp / n_pred if n_pred else 1.0
+        recall = tp / positives if positives else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        rows.append({"threshold": float(t), "precision": precision, "recall": recall, "f1": f1, "predicted": n_pred})
+    return rows
+
+
+def choose(rows: list[dict[str, float]], min_precision: float) -> dict[str, float] | None:
+    """The lowest threshold whose precision reaches ``min_precision`` and stays there above it."""
+    ok = [r["precision"] >= min_precision for r in rows]
+    for i in range(len(rows)):
+        if all(ok[i:]):
+            return rows[i]
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print the threshold table and the recommendation; 0 on success, 2 on bad usage or missing data."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default=None, help="local path or cached model name (default: built-in)")
+    parser.add_argument("--similarity", choices=("hybrid", "cosine"), default="hybrid")
+    parser.add_argument("--pairs", nargs="*", type=Path, help="pair files (default: the shared validation sets)")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder of the default sets")
+    parser.add_argument("--select", nargs="*", default=list(SELECTED), help="sets pooled for the choice")
+    parser.add_argument("--min-precision", type=float, default=0.9)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--json", type=Path, help="write all figures to this file")
+    args = parser.parse_args(argv)
+
+    from pipeline.errors import ConfigError
+    from stages import embedder
+
+    files = args.pairs or [args.data / name / f"{name}.valid.data" for name in DEFAULT_SETS]
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        print(f"pair files not found: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    model_name = args.model or str(embedder.DEFAULT_MODEL_DIR)
+    sets = {f.parent.name if f.name.endswith(".valid.data") else f.stem: read_pairs(f) for f in files}
+    left = [s for a, _, _ in sets.values() for s in a]
+    right = [s for _, b, _ in sets.values() for s in b]
+    try:
+        scores, speed = pair_scores(model_name, args.similarity, left, right, args.device, args.batch_size)
+    except ConfigError as error:
+        print(str(error), file=sys.stderr)
+        return 2
+    result: dict[str, object] = {"model": model_name, "similarity": args.similarity, "texts_per_s": speed}
+    starts = np.cumsum([0] + [len(labels) for _, _, labels in sets.values()])
+    rows = {name: np.arange(a, b) for name, a, b in zip(sets, starts[:-1], starts[1:], strict=True)}
+    curves = {name: curve(scores[rows[name]], labels) for name, (_, _, labels) in sets.items()}
+    chosen_sets = [name for name in sets if name in args.select] or list(sets)
+    pooled = np.concatenate([rows[name] for name in chosen_sets])
+    curves["pooled"] = curve(scores[pooled], np.concatenate([sets[name][2] for name in chosen_sets]))
+    result["pooled_sets"] = chosen_sets
+    chosen = choose(curves["pooled"], args.min_precision)
+    result["curves"] = curves
+    result["chosen"] = chosen
+
+    print(f"model {model_name} | similarity {args.similarity} | {speed:,.0f} texts/s embedded")
+    print(f"pooled = {' + '.join(chosen_sets)}; each cell is precision/recall")
+    print(f"{'threshold':>9} " + " ".join(f"{name + ' P/R':>15}" for name in curves))
+    for i, t in enumerate(GRID):
+        if i % 2 and not (chosen and chosen["threshold"] == t):
+            continue
+        cells = " ".join(f"{c[i]['precision']:>7.3f}/{c[i]['recall']:.3f}" for c in curves.values())
+        print(f"{t:>9.2f} {cells}")
+    if chosen is None:
+        print(f"no threshold reaches pooled precision {args.min_precision}")
+    else:
+        print(
+            f"recommended threshold {chosen['threshold']:.2f}: pooled precision {chosen['precision']:.3f}, "
+            f"recall {chosen['recall']:.3f}, F1 {chosen['f1']:.3f}"
+        )
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=1, ensure_ascii=False), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

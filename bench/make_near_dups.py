@@ -1,0 +1,207 @@
+"""Build a near-duplicate benchmark from ../shared/data/alpaca_zh (never copied into the repo).
+
+    python bench/make_near_dups.py --size 100000 --out /tmp/near_dups_100k.parquet
+    python bench/make_near_dups.py --size 1000000 --out /tmp/near_dups_1m.parquet
+
+How it is built (seeded, so the same command gives the same file):
+
+1. *Bases.* The ~20k Alpaca-zh records (the file with a trailing comma is read leniently). Records that are
+   already near-duplicates of one another are removed first (exact Jaccard of character 3-grams ≥ 0.5 on
+   candidate pairs from a low-threshold MinHash LSH), so that distinct groups are really distinct. When more
+   bases are needed than exist (``--size`` larger than ``bases × (1 + copies)``), synthetic bases are added: a
+   random instruction with an output of 3–6 sentences (8–60 characters) drawn at random from the corpus.
+2. *Copies.* Each base gets ``--copies`` (default 4) perturbed copies, kinds drawn uniformly:
+   ``char_edit`` (1–4 % of the characters substituted, deleted or inserted), ``punct_width`` (full-width ↔
+   half-width punctuation), ``append_sentence`` (one corpus sentence appended to the output), ``truncate``
+   (the output cut to 85–95 %), ``insert_spaces`` (spaces at 5–15 % of positions), ``combo`` (punct_width +
+   1–2 % char edits + spaces).
+3. The records are shuffled (so a group's copies land in different batches) and written as Parquet with the
+   canonical columns plus ``group`` (the base) and ``perturbation`` (``original`` or a kind). Ground truth:
+   records of one group are duplicates of one another, records of different groups are not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from schemas.record import CANONICAL_SCHEMA
+from stages.dedup_common import record_text
+from stages.minhash_kernel import band_hashes, minhash_signatures
+
+DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "alpaca_zh"
+KINDS = ("char_edit", "punct_width", "append_sentence", "truncate", "insert_spaces", "combo")
+FULL = "，。！？：；（）“”"
+HALF = ',.!?:;()""'
+TO_HALF = {ord(f): h for f, h in zip(FULL, HALF, strict=True)}
+TO_FULL = {ord(h): f for f, h in zip(FULL[:8], HALF[:8], strict=True)}
+SENTENCE = re.compile(r"[^。！？!?\n]+[。！？!?]")
+
+
+def load_alpaca(path: Path = DATA) -> list[dict[str, str]]:
+    """All Alpaca-zh records, in file order; a trailing comma before ] or } is forgiven."""
+    rows: list[dict[str, str]] = []
+    for f in sorted(path.glob("*.json")):
+        text = f.read_text(encoding="utf-8")
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError:
+            data = json.loads(re.sub(r",\s*([\]}])", r"\1", text))
+        for r in data:
+            rows.append({k: str(r.get(k) or "") for k in ("instruction", "input", "output")})
+    return rows
+
+
+def distinct_bases(rows: list[dict[str, str]]) -> list[dict[str, str]]:
+    """Drop records whose 3-gram Jaccard with an earlier kept one is ≥ 0.5 (LSH candidates, exact check)."""
+    table = to_table(rows, [0] * len(rows), ["original"] * len(rows))
+    text = record_text(table)
+    sig, _ = minhash_signatures(text, 3, 64, 7)
+    left, right = bucket_pairs(band_hashes(sig, 16, 4))
+    py = [re.sub(r"\s+", "", t) for t in text.to_pylist()]
+    grams = {}
+    drop = set()
+    for a, b in zip(left.tolist(), right.tolist(), strict=True):
+        for i in (a, b):
+            if i not in grams:
+                grams[i] = {py[i][j : j + 3] for j in range(max(1, len(py[i]) - 2))}
+        union = len(grams[a] | grams[b])
+        if union and len(grams[a] & grams[b]) / union >= 0.5:
+            drop.add(max(a, b))
+    return [r for i, r in enumerate(rows) if i not in drop]
+
+
+def bucket_pairs(bands: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Unique (earlier, later) row pairs sharing a bucket in some band: each member with its bucket's first
+    member and with its predecessor."""
+    n = len(bands)
+    found = []
+    for b in range(bands.shape[1]):
+        order = np.argsort(bands[:, b], kind="stable")
+        same = np.r_[False, bands[order[1:], b] == bands[order[:-1], b]]
+        head = np.maximum.accumulate(np.where(same, 0, np.arange(n)))
+        members = np.flatnonzero(same)
+        found += [order[head[members]] * n + order[members], order[members - 1] * n + order[members]]
+    pairs = np.unique(np.concatenate(found)) if found else np.empty(0, np.int64)
+    return pairs // n, pairs % n
+
+
+def char_edit(text: str, rate: float, rng: random.Random) -> str:
+    chars = list(text)
+    for _ in range(max(1, round(rate * len(chars)))):
+        if not chars:
+            break
+        pos = rng.randrange(len(chars))
+        op = rng.random()
+        if op < 0.4:
+            chars[pos] = rng.choice(chars)
+        elif op < 0.7:
+            del chars[pos]
+        else:
+            chars.insert(pos, rng.choice(chars))
+    return "".join(chars)
+
+
+def punct_width(text: str) -> str:
+    swapped = text.translate(TO_HALF)
+    return swapped if swapped != text else text.translate(TO_FULL)
+
+
+def insert_spaces(text: str, rate: float, rng: random.Random) -> str:
+    return "".join(c + " " if rng.random() < rate else c for c in text)
+
+
+def perturb(rec: dict[str, str], kind: str, sentences: list[str], rng: random.Random) -> dict[str, str]:
+    r = dict(rec)
+    if kind == "char_edit":
+        r["output"] = char_edit(r["output"], rng.uniform(0.01, 0.04), rng)
+        r["instruction"] = char_edit(r["instruction"], 0.02, rng) if rng.random() < 0.5 else r["instruction"]
+    elif kind == "punct_width":
+        r = {k: punct_width(v) for k, v in r.items()}
+    elif kind == "append_sentence":
+        r["output"] = r["output"] + rng.choice(sentences)
+    elif kind == "truncate":
+        r["output"] = r["output"][: max(1, round(len(r["output"]) * rng.uniform(0.85, 0.95)))]
+    elif kind == "insert_spaces":
+        r = {k: insert_spaces(v, rng.uniform(0.05, 0.15), rng) for k, v in r.items()}
+    elif kind == "combo":
+        r = {k: insert_spaces(char_edit(punct_width(v), 0.015, rng) if v else v, 0.05, rng) for k, v in r.items()}
+    return r
+
+
+def to_table(rows: list[dict[str, str]], groups: list[int], kinds: list[str], name: str = "near_dups") -> pa.Table:
+    n = len(rows)
+    table = pa.Table.from_pydict(
+        {
+            "id": [f"{name}#{i}" for i in range(n)],
+            "source": [name] * n,
+            "system": [""] * n,
+            "instruction": [r["instruction"] for r in rows],
+            "input": [r["input"] for r in rows],
+            "output": [r["output"] for r in rows],
+            "history": [[] for _ in range(n)],
+        },
+        schema=CANONICAL_SCHEMA,
+    )
+    return table.append_column("group", pa.array(groups, pa.int64())).append_column(
+        "perturbation", pa.array(kinds, pa.string())
+    )
+
+
+def build(size: int, copies: int, seed: int) -> pa.Table:
+    rng = random.Random(seed)
+    originals = load_alpaca()
+    bases = distinct_bases(originals)
+    sentences = [s for r in originals for s in SENTENCE.findall(r["output"]) if len(s) >= 8]
+    needed = -(-size // (1 + copies))
+    short = [s for s in sentences if len(s) <= 60]  # no one sentence may dominate a synthetic base
+    while len(bases) < needed:  # synthetic bases: random instruction, 3–6 random corpus sentences
+        out = "".join(rng.choice(short) for _ in range(rng.randint(3, 6)))
+        bases.append({"instruction": rng.choice(originals)["instruction"], "input": "", "output": out})
+    bases = bases[:needed]
+    rows: list[dict[str, str]] = []
+    groups: list[int] = []
+    kinds: list[str] = []
+    for g, base in enumerate(bases):
+        rows.append(base)
+        groups.append(g)
+        kinds.append("original")
+        for _ in range(copies):
+            kind = rng.choice(KINDS)
+            rows.append(perturb(base, kind, sentences, rng))
+            groups.append(g)
+            kinds.append(kind)
+    order = list(range(len(rows)))
+    rng.shuffle(order)
+    order = order[:size]
+    return to_table([rows[i] for i in order], [groups[i] for i in order], [kinds[i] for i in order])
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--size", type=int, default=100_000)
+    ap.add_argument("--copies", type=int, default=4)
+    ap.add_argument("--seed", type=int, default=20240601)
+    ap.add_argument("--out", type=Path, required=True)
+    args = ap.parse_args()
+    if not DATA.is_dir():
+        print(f"no data at {DATA}", file=sys.stderr)
+        return 2
+    table = build(args.size, args.copies, args.seed)
+    pq.write_table(table, args.out, compression="zstd", row_group_size=10_000)
+    print(f"{table.num_rows} records, {len(set(table['group'].to_pylist()))} groups -> {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,248 @@
+"""What the report needs from one step, gathered while the runner books each batch (never by re-reading data).
+
+The runner feeds a :class:`ReportCollector` with every batch a step keeps and every batch it drops (with the
+``reason`` and ``detail`` columns) and stores :meth:`ReportCollector.result` in the step's ``.stats.json``, so
+that ``--resume`` keeps it. Everything here is small and bounded whatever the input size:
+
+* fixed-bin histograms of instruction / output length (characters) and of ``quality_score``;
+* counts: task types (:mod:`pipeline.tasktypes`), ``language_profile`` values, refusals kept
+  (``safety_refusal``), safety categories (``detail.category``), duplicate cluster sizes (``detail.cluster_size``);
+* the first :data:`EXAMPLES_PER_REASON` dropped records of each reason (texts cut to :data:`EXAMPLE_CHARS`);
+* a sample of :data:`SAMPLE_SIZE` kept instructions, chosen by the smallest hash of ``_seq`` (the same records
+  are chosen at every step where they survive), reduced to leading verb–object pairs when the step ends.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pipeline.tasktypes import count_task_types, verb_object
+
+LENGTH_EDGES: tuple[int, ...] = (0, 1, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
+"""Left edges of the length bins (characters); the last bin is open-ended."""
+SCORE_BINS = 20
+"""``quality_score`` bins of width 0.05 over [0, 1]."""
+EXAMPLES_PER_REASON = 5
+EXAMPLE_CHARS = 600
+SAMPLE_SIZE = 1000
+TEXT_FIELDS = ("system", "instruction", "input", "output")
+
+
+def length_hist(column: pa.ChunkedArray | pa.Array) -> list[int]:
+    """Counts of string lengths (characters) in the bins of :data:`LENGTH_EDGES`."""
+    lengths = pc.fill_null(pc.utf8_length(column), 0).to_numpy(zero_copy_only=False)
+    idx = np.searchsorted(np.asarray(LENGTH_EDGES), lengths, side="right") - 1
+    return [int(c) for c in np.bincount(idx, minlength=len(LENGTH_EDGES))]
+
+
+def score_hist(column: pa.ChunkedArray | pa.Array) -> list[int]:
+    """Counts of non-null scores in :data:`SCORE_BINS` equal bins over [0, 1] (1.0 in the last bin)."""
+    values = pc.drop_null(column).to_numpy(zero_copy_only=False).astype(np.float64)
+    idx = np.clip((values * SCORE_BINS).astype(np.int64), 0, SCORE_BINS - 1)
+    return [int(c) for c in np.bincount(idx, minlength=SCORE_BINS)]
+
+
+def _mix(seq: np.ndarray) -> np.ndarray:
+    """splitmix64 of the record positions: a fixed pseudo-random order for sampling."""
+    with np.errstate(over="ignore"):
+        z = seq.astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
+
+
+def _add(into: list[int], more: list[int]) -> None:
+    for i, v in enumerate(more):
+        into[i] += v
+
+
+class _Side:
+    """Counters of one side (kept or dropped) of a step."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.instruction_len = [0] * len(LENGTH_EDGES)
+        self.output_len = [0] * len(LENGTH_EDGES)
+        self.quality_score = [0] * SCORE_BINS
+        self.task_types: Counter[str] = Counter()
+        self.language_profile: Counter[str] = Counter()
+        self.refusals = 0
+
+    def add(self, table: pa.Table, task_types: bool = True) -> None:
+        self.n += table.num_rows
+        _add(self.instruction_len, length_hist(table.column("instruction")))
+        _add(self.output_len, length_hist(table.column("output")))
+        if task_types:
+            self.task_types.update(count_task_types(table))
+        names = table.column_names
+        if "quality_score" in names:
+            _add(self.quality_score, score_hist(table.column("quality_score")))
+        if "language_profile" in names:
+            vc = pc.value_counts(pc.drop_null(table.column("language_profile"))).to_pylist()
+            self.language_profile.update({d["values"]: d["counts"] for d in vc})
+        if "safety_refusal" in names:
+            self.refusals += int(
+                pc.sum(pc.cast(pc.fill_null(table.column("safety_refusal"), False), pa.int64())).as_py() or 0
+            )
+
+    def result(self) -> dict[str, Any]:
+        return {
+            "n": self.n,
+            "instruction_len": self.instruction_len,
+            "output_len": self.output_len,
+            "quality_score": self.quality_score,
+            "task_types": dict(self.task_types),
+            "language_profile": dict(self.language_profile),
+            "refusals": self.refusals,
+        }
+
+
+def _cut(text: Any) -> str:
+    s = text if isinstance(text, str) else ""
+    return s if len(s) <= EXAMPLE_CHARS else s[:EXAMPLE_CHARS] + "…"
+
+
+class ReportCollector:
+    """Gathers one step's report material from the batches it keeps and drops.
+
+    With ``full_kept=False`` the kept side gets only the cheap vectorized counters (lengths, scores, language,
+    refusals): task types and the verb–object sample, which cost a regex pass and jieba, are gathered for the
+    records ``read`` keeps ("before") and for the cleaned records as the runner writes them ("after")."""
+
+    def __init__(
+        self, full_kept: bool = True, sample_size: int = SAMPLE_SIZE, examples_per_reason: int = EXAMPLES_PER_REASON
+    ) -> None:
+        self.full_kept = full_kept
+        self.kept = _Side()
+        self.dropped = _Side()
+        self.examples: dict[str, list[dict[str, Any]]] = {}
+        self.categories: dict[str, Counter[str]] = {}
+        self.cluster_drops: Counter[int] = Counter()
+        self.sample_size = sample_size
+        self.examples_per_reason = examples_per_reason
+        self._sample_keys = np.empty(0, dtype=np.uint64)
+        self._sample_text: list[str] = []
+        self.seconds = 0.0
+
+    def add_kept(self, table: pa.Table) -> None:
+        """A batch of records the step keeps."""
+        if table.num_rows == 0:
+            return
+        t0 = time.perf_counter()
+        self.kept.add(table, task_types=self.full_kept)
+        if self.full_kept and self.sample_size and "_seq" in table.column_names:
+            self._sample(table)
+        self.seconds += time.perf_counter() - t0
+
+    def add_dropped(self, table: pa.Table) -> None:
+        """A batch of records the step drops, with ``reason`` and ``detail`` columns."""
+        if table.num_rows == 0:
+            return
+        t0 = time.perf_counter()
+        self._add_dropped(table)
+        self.seconds += time.perf_counter() - t0
+
+    def _add_dropped(self, table: pa.Table) -> None:
+        self.dropped.add(table)
+        reasons = table.column("reason").to_pylist()
+        details = table.column("detail").to_pylist()
+        want = [i for i, r in enumerate(reasons) if len(self.examples.get(r, ())) < self.examples_per_reason]
+        parsed: dict[int, dict[str, Any]] = {}
+        wanted = set(want)
+        for i, (reason, text) in enumerate(zip(reasons, details)):
+            if i in wanted or (text and ('"categor' in text or '"cluster_size"' in text)):
+                parsed[i] = _parse(text)
+                self._count_detail(reason, parsed[i])
+        if want:
+            rows = (
+                table.take(pa.array(want, pa.int64()))
+                .select([c for c in ("id", "source", *TEXT_FIELDS, "history") if c in table.column_names])
+                .to_pylist()
+            )
+            for i, row in zip(want, rows):
+                bucket = self.examples.setdefault(reasons[i], [])
+                if len(bucket) >= self.examples_per_reason:
+                    continue
+                bucket.append(
+                    {
+                        "id": row.get("id"),
+                        "source": row.get("source"),
+                        **{f: _cut(row.get(f)) for f in TEXT_FIELDS},
+                        "history_turns": len(row.get("history") or []),
+                        "detail": parsed[i],
+                    }
+                )
+
+    def _count_detail(self, reason: str, detail: dict[str, Any]) -> None:
+        cats = detail.get("category", detail.get("categories"))
+        if cats:
+            counter = self.categories.setdefault(reason, Counter())
+            counter.update([cats] if isinstance(cats, str) else [str(c) for c in cats])
+        size = detail.get("cluster_size")
+        if isinstance(size, int) and size >= 2:
+            self.cluster_drops[size] += 1
+
+    def _sample(self, table: pa.Table) -> None:
+        keys = _mix(table.column("_seq").to_numpy(zero_copy_only=False))
+        if len(self._sample_keys) >= self.sample_size:
+            cand = np.nonzero(keys < self._sample_keys.max())[0]
+        else:
+            cand = np.arange(len(keys))
+        if len(cand) == 0:
+            return
+        texts = table.column("instruction").take(pa.array(cand, pa.int64())).to_pylist()
+        all_keys = np.concatenate([self._sample_keys, keys[cand]])
+        all_text = self._sample_text + [t or "" for t in texts]
+        order = np.argsort(all_keys, kind="stable")[: self.sample_size]
+        self._sample_keys = all_keys[order]
+        self._sample_text = [all_text[i] for i in order]
+
+    def verb_object_pairs(self) -> dict[str, Any]:
+        """Leading verb–object counts over the sampled instructions (jieba part-of-speech tagging)."""
+        pairs: Counter[tuple[str, str]] = Counter()
+        no_verb = 0
+        for text in self._sample_text:
+            vo = verb_object(text)
+            if vo is None:
+                no_verb += 1
+            else:
+                pairs[vo] += 1
+        return {
+            "sample": len(self._sample_text),
+            "no_verb": no_verb,
+            "pairs": [[v, o, n] for (v, o), n in sorted(pairs.items(), key=lambda kv: (-kv[1], kv[0]))[:200]],
+        }
+
+    def result(self) -> dict[str, Any]:
+        """The step's compact, JSON-ready report material (stored in its ``.stats.json``)."""
+        t0 = time.perf_counter()
+        clusters = {str(s): n // (s - 1) for s, n in sorted(self.cluster_drops.items())}
+        pairs = self.verb_object_pairs()
+        self.seconds += time.perf_counter() - t0
+        return {
+            "version": 1,
+            "kept": self.kept.result(),
+            "dropped": self.dropped.result(),
+            "examples": self.examples,
+            "categories": {r: dict(c) for r, c in self.categories.items()},
+            "cluster_sizes": clusters,
+            "verb_object": pairs,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def _parse(text: Any) -> dict[str, Any]:
+    if not isinstance(text, str) or not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        return {"text": text}
+    return value if isinstance(value, dict) else {"value": value}

@@ -1,0 +1,157 @@
+"""``zhcurate inspect`` and ``zhcurate report``: what a finished run decided, in the terminal.
+
+Both read only the run's ledger: report.json for the summary; rejected.parquet (filtered by reason, streamed)
+for the dropped records, and cleaned.parquet / rejected.parquet by id for a duplicate's kept twin.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from pipeline.errors import ConfigError
+from pipeline.report import lookup
+from pipeline.report_html import matched_terms
+
+TEXT_FIELDS = ("system", "instruction", "input", "output")
+
+
+def load_report(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / "report.json"
+    if not path.is_file():
+        raise ConfigError(f"{path} not found: give the output directory of a finished `zhcurate run`")
+    report: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return report
+
+
+def _reasons_in(rejected: Path) -> list[str]:
+    table = pq.read_table(rejected, columns=["stage", "reason"])
+    pairs = {(s, r) for s, r in zip(table.column("stage").to_pylist(), table.column("reason").to_pylist())}
+    return sorted(f"{s}/{r}" for s, r in pairs)
+
+
+def rejected_records(run_dir: Path, reason: str, limit: int = 10) -> list[dict[str, Any]]:
+    """The first ``limit`` records dropped for ``reason`` (a code, or ``stage/code``), in ledger order, with
+    ``detail`` parsed and, for duplicates, ``twin``: the record named by ``detail.duplicate_of``."""
+    rejected = run_dir / "rejected.parquet"
+    if not rejected.is_file():
+        raise ConfigError(f"{rejected} not found: give the output directory of a finished `zhcurate run`")
+    if limit < 1:
+        raise ConfigError(f"--limit must be 1 or more, got {limit}")
+    stage, _, code = reason.rpartition("/")
+    rows: list[dict[str, Any]] = []
+    for batch in pq.ParquetFile(rejected).iter_batches(batch_size=4096):
+        mask = pc.equal(batch.column("reason"), code)
+        if stage:
+            mask = pc.and_(mask, pc.equal(batch.column("stage"), stage))
+        rows += batch.filter(mask).slice(0, limit - len(rows)).to_pylist()
+        if len(rows) >= limit:
+            break
+    if not rows:
+        known = _reasons_in(rejected)
+        raise ConfigError(
+            f"no record was dropped for reason '{reason}'. Reasons in this run: {', '.join(known) or '(none)'}"
+        )
+    for row in rows:
+        try:
+            row["detail"] = json.loads(row["detail"]) if row.get("detail") else {}
+        except json.JSONDecodeError:
+            row["detail"] = {"text": row["detail"]}
+    twin_ids = [
+        str(r["detail"]["duplicate_of"])
+        for r in rows
+        if isinstance(r["detail"], dict) and r["detail"].get("duplicate_of")
+    ]
+    if twin_ids:
+        twins = lookup(run_dir, twin_ids)
+        for row in rows:
+            twin_id = row["detail"].get("duplicate_of") if isinstance(row["detail"], dict) else None
+            if twin_id:
+                row["twin"] = twins.get(str(twin_id), {"id": twin_id, "where": "not found"})
+    return rows
+
+
+def _cut(text: str, width: int = 400) -> str:
+    return text if len(text) <= width else text[:width] + "…"
+
+
+def _cell(text: str, terms: list[str]) -> Text:
+    cell = Text(_cut(text))
+    cell.highlight_words(terms, style="black on yellow")
+    return cell
+
+
+def print_records(rows: list[dict[str, Any]], console: Console) -> None:
+    """One table per record: its fields (matched terms highlighted), its detail, and its kept twin."""
+    for row in rows:
+        terms = matched_terms(row["detail"]) if isinstance(row["detail"], dict) else []
+        title = f"{row['id']}  ·  {row['stage']}/{row['reason']}"
+        twin = row.get("twin")
+        table = Table(title=title, title_justify="left", show_lines=True, expand=True)
+        table.add_column("field", style="bold", no_wrap=True)
+        table.add_column("dropped 丢弃", overflow="fold")
+        if twin is not None:
+            table.add_column(f"kept twin 保留 ({twin.get('id')}, {twin.get('where', '?')})", overflow="fold")
+        for f in TEXT_FIELDS:
+            mine = row.get(f) or ""
+            other = (twin or {}).get(f) or ""
+            if not mine and not other and f in ("system", "input"):
+                continue
+            cells = [_cell(mine, terms)] + ([_cell(other, terms)] if twin is not None else [])
+            table.add_row(f, *cells)
+        turns = len(row.get("history") or [])
+        if turns:
+            table.add_row("history", Text(f"{turns} earlier turn(s)"), *([Text("")] if twin is not None else []))
+        detail = json.dumps(row["detail"], ensure_ascii=False)
+        table.add_row("detail", Text(detail, style="yellow"), *([Text("")] if twin is not None else []))
+        console.print(table)
+
+
+def print_summary(report: dict[str, Any], console: Console, top: int = 15) -> None:
+    """The funnel, the top reasons and the balance."""
+    c = report["counts"]
+    funnel = Table(title="漏斗 funnel", title_justify="left")
+    for name, justify in (
+        ("step", "left"),
+        ("in", "right"),
+        ("kept", "right"),
+        ("dropped", "right"),
+        ("quarantined", "right"),
+        ("seconds", "right"),
+        ("rec/s", "right"),
+    ):
+        funnel.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for s in report["stages"]:
+        rps = f"{s['records_per_s']:,.0f}" if s.get("records_per_s") else "—"
+        name = s["stage"] + (" (resumed)" if s.get("reused") else "")
+        funnel.add_row(
+            name,
+            f"{s['input']:,}",
+            f"{s['kept']:,}",
+            f"{s['dropped']:,}",
+            f"{s['quarantined']:,}",
+            f"{s['seconds']:.2f}",
+            rps,
+        )
+    console.print(funnel)
+    reasons = Table(title="主要原因 top reasons", title_justify="left")
+    reasons.add_column("stage/reason")
+    reasons.add_column("records", justify="right")
+    reasons.add_column("of input", justify="right")
+    for key, n in sorted(report["reasons"].items(), key=lambda kv: -kv[1])[:top]:
+        reasons.add_row(key, f"{n:,}", f"{100 * n / max(1, c['input']):.1f}%")
+    if report["reasons"]:
+        console.print(reasons)
+    ok = report["balance"]["ok"]
+    line = (
+        f"input {c['input']:,} = cleaned {c['cleaned']:,} + rejected {c['rejected']:,} + quarantined "
+        f"{c['quarantined']:,}"
+    )
+    console.print(Text(("balance ok: " if ok else "balance BROKEN: ") + line, style="green" if ok else "bold red"))

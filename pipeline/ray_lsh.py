@@ -1,0 +1,303 @@
+"""MinHash-LSH deduplication at cluster scale on Ray Data: no signature matrix on the driver.
+
+Used by :meth:`pipeline.engine_ray.RayEngine.resolve` for a global stage with the :class:`BandedStage` hooks.
+The result equals the stage's own ``resolve`` (same candidate pairs, same verified pairs, same clusters,
+same kept twins), whatever order Ray runs things in:
+
+1. **Signatures on the workers.** An actor pool fingerprints every batch; the dataset of ``_seq``, ``id``,
+   ``quality_score``, signature and band buckets stays in the object store (``materialize``).
+2. **Band keys grouped by a shuffle.** One row per (record, band): ``(partition, band, bucket, _seq)``, where
+   the partition is a hash of (band, bucket); ``groupby(partition).map_groups`` sorts each partition by
+   (band, bucket, ``_seq``) and pairs every member of a bucket with the bucket's earliest member and with its
+   predecessor — exactly the stage's ``candidate_pairs`` rule. Only the candidate pairs (two int64 each) come
+   to the driver, which removes the pairs found in several bands.
+3. **Verification.** Up to ``RayEngine.driver_verify_pairs`` candidate pairs (the usual case: near
+   duplicates are rare), the keys and signatures of just their records are fetched and the pairs verified on
+   the driver. Beyond that, on the workers: each signature block sends the signature of every candidate
+   endpoint it holds, keyed by pair; a second ``groupby`` brings both signatures of a pair together and keeps
+   the pairs the stage accepts; only the verified pairs, and then their records' keys, come back.
+4. **Clusters on the driver.** The stage's ``resolve_verified`` clusters the verified pairs by union-find and
+   chooses each cluster's kept record (highest quality, then smallest ``_seq``: independent of Ray's
+   ordering).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+import numpy as np
+import pyarrow as pa
+
+from pipeline.engine_ray import BATCH_COLUMN, COUNTERS_COLUMN
+from stages.base import SEQ_COLUMN
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from pipeline.engine_ray import RayEngine
+
+_SIG = "__zh_sig"
+_BUCKETS = "__zh_buckets"
+_QUALITY = "__zh_quality"
+_PART = "__zh_part"
+
+
+@runtime_checkable
+class BandedStage(Protocol):
+    """Optional hooks of a global stage that finds duplicates by LSH banding (``dedup_minhash`` has them).
+
+    ``fingerprint(batch)`` must return an object with ``keys`` (:class:`stages.dedup_common.RecordKeys`)
+    and ``signatures`` (an (n, k) array). With the hooks below an engine can group band buckets on its
+    workers and still reach the resolution ``resolve`` would.
+    """
+
+    def fingerprint(self, batch: pa.Table) -> Any: ...
+
+    def band_buckets(self, signatures: np.ndarray) -> np.ndarray:
+        """(n, bands) uint32: two records are candidates when one band's bucket is equal."""
+        ...
+
+    def signature_similarity(self, signatures: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+        """Similarity of the signature rows ``left[i]`` and ``right[i]``."""
+        ...
+
+    def accepts(self, similarity: np.ndarray) -> np.ndarray:
+        """Which candidate pairs are duplicates, given their similarity."""
+        ...
+
+    def fingerprint_counters(self, fingerprint: Any) -> dict[str, int]:
+        """Additive statistics of one batch's fingerprint (e.g. texts too short to shingle)."""
+        ...
+
+    def resolve_verified(
+        self, keys: Any, signatures: np.ndarray, left: np.ndarray, right: np.ndarray, stats: dict[str, int]
+    ) -> Any:
+        """The resolution from verified pairs; ``keys``/``signatures`` hold only the records in those pairs."""
+        ...
+
+
+# ---------------------------------------------------------------------------------------------- worker side
+class _SignatureActor:
+    """Fingerprints blocks (the stage is set up once per actor); keeps keys, signatures and band buckets."""
+
+    def __init__(self, stage: BandedStage) -> None:
+        setup = getattr(stage, "setup", None)
+        if setup is not None:
+            setup()
+        self.stage = stage
+
+    def __call__(self, block: pa.Table) -> pa.Table:
+        fp = self.stage.fingerprint(block.drop_columns([BATCH_COLUMN]))
+        sig = np.ascontiguousarray(fp.signatures)
+        buckets = np.ascontiguousarray(self.stage.band_buckets(sig), dtype=np.uint32)
+        n = len(fp.keys)
+        counters = [json.dumps(self.stage.fingerprint_counters(fp))] + [None] * (n - 1) if n else []
+        return pa.table(
+            {
+                SEQ_COLUMN: pa.array(fp.keys.seq, pa.int64()),
+                "id": fp.keys.ids,
+                _QUALITY: pa.array(fp.keys.quality, pa.float64()),
+                _SIG: _matrix_column(sig),
+                _BUCKETS: _matrix_column(buckets),
+                COUNTERS_COLUMN: pa.array(counters, pa.string()),
+            }
+        )
+
+
+def _matrix_column(matrix: np.ndarray) -> pa.FixedSizeListArray:
+    return pa.FixedSizeListArray.from_arrays(pa.array(matrix.ravel()), matrix.shape[1])
+
+
+def _matrix(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    width = arr.type.list_size
+    return arr.flatten().to_numpy(zero_copy_only=False).reshape(-1, width)
+
+
+def _band_rows(block: pa.Table, partitions: int) -> pa.Table:
+    """One row per (record, band): the hash partition of (band, bucket), band, bucket and ``_seq``."""
+    buckets = _matrix(block.column(_BUCKETS))
+    n, bands = buckets.shape
+    band = np.tile(np.arange(bands, dtype=np.uint64), n)
+    bucket = buckets.ravel().astype(np.uint64)
+    mixed = (bucket * np.uint64(0x9E3779B97F4A7C15) + band * np.uint64(0xC2B2AE3D27D4EB4F)) >> np.uint64(33)
+    return pa.table(
+        {
+            _PART: (mixed % np.uint64(partitions)).astype(np.int64),
+            "band": band.astype(np.int32),
+            "bucket": bucket.astype(np.uint32),
+            SEQ_COLUMN: np.repeat(block.column(SEQ_COLUMN).to_numpy(), bands),
+        }
+    )
+
+
+def _bucket_pairs(group: pa.Table) -> pa.Table:
+    """Candidate pairs of one partition: each bucket member with the bucket's first member and its predecessor
+    (members in ``_seq`` order), as the stage's ``candidate_pairs`` does."""
+    band = group.column("band").to_numpy()
+    bucket = group.column("bucket").to_numpy()
+    seq = group.column(SEQ_COLUMN).to_numpy()
+    order = np.lexsort((seq, bucket, band))
+    band, bucket, seq = band[order], bucket[order], seq[order]
+    same = np.zeros(len(seq), bool)
+    same[1:] = (band[1:] == band[:-1]) & (bucket[1:] == bucket[:-1])
+    members = np.flatnonzero(same)
+    head = np.maximum.accumulate(np.where(same, 0, np.arange(len(seq))))
+    left = np.concatenate([seq[head[members]], seq[members - 1]])
+    right = np.concatenate([seq[members], seq[members]])
+    return pa.table({"a": pa.array(left, pa.int64()), "b": pa.array(right, pa.int64())})
+
+
+def _pair_sides(block: pa.Table, pairs: list[Any], partitions: int) -> pa.Table:
+    """For every candidate pair with an endpoint in this block: (partition, pair number, side, signature)."""
+    import ray
+
+    a, b = ray.get(pairs[0])
+    seq = block.column(SEQ_COLUMN).to_numpy()
+    order = np.argsort(seq, kind="stable")
+    sorted_seq = seq[order]
+    sig = _matrix(block.column(_SIG))
+    pair_ids: list[np.ndarray] = []
+    sides: list[np.ndarray] = []
+    rows: list[np.ndarray] = []
+    for side, ends in enumerate((a, b)):
+        pos = np.minimum(np.searchsorted(sorted_seq, ends), max(len(sorted_seq) - 1, 0))
+        hit = np.flatnonzero(sorted_seq[pos] == ends) if len(sorted_seq) else np.empty(0, np.int64)
+        pair_ids.append(hit)
+        sides.append(np.full(len(hit), side, np.int8))
+        rows.append(order[pos[hit]])
+    pid = np.concatenate(pair_ids).astype(np.int64)
+    return pa.table(
+        {
+            _PART: pid % partitions,
+            "pair": pid,
+            "side": np.concatenate(sides),
+            _SIG: _matrix_column(sig[np.concatenate(rows)] if len(pid) else np.empty((0, sig.shape[1]), sig.dtype)),
+        }
+    )
+
+
+def _verify(group: pa.Table, stage: BandedStage) -> pa.Table:
+    """Both signatures of each pair in this partition -> the pairs the stage accepts, with their similarity."""
+    pair = group.column("pair").to_numpy()
+    side = group.column("side").to_numpy()
+    order = np.lexsort((side, pair))
+    sig = _matrix(group.column(_SIG))[order]
+    pair = pair[order]
+    if len(pair) % 2 or np.any(pair[0::2] != pair[1::2]):
+        raise RuntimeError("ray_lsh: a candidate pair did not get both of its signatures")
+    left = np.arange(0, len(pair), 2)
+    sim = np.asarray(stage.signature_similarity(sig, left, left + 1), dtype=np.float64)
+    ok = np.asarray(stage.accepts(sim), bool)
+    return pa.table({"pair": pa.array(pair[left][ok], pa.int64()), "similarity": pa.array(sim[ok], pa.float64())})
+
+
+def _select(block: pa.Table, wanted: list[Any]) -> pa.Table:
+    """The rows of ``block`` whose ``_seq`` is in the wanted set (an object ref of a sorted int64 array)."""
+    import ray
+
+    involved = ray.get(wanted[0])
+    seq = block.column(SEQ_COLUMN).to_numpy()
+    pos = np.minimum(np.searchsorted(involved, seq), max(len(involved) - 1, 0))
+    mask = involved[pos] == seq if len(involved) else np.zeros(len(seq), bool)
+    return block.filter(pa.array(mask)).drop_columns([_BUCKETS, COUNTERS_COLUMN])
+
+
+# ---------------------------------------------------------------------------------------------- driver side
+def _numpy_columns(ds: Any, names: tuple[str, ...]) -> list[np.ndarray]:
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in names}
+    for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+        for name in names:
+            parts[name].append(batch[name])
+    return [np.concatenate(parts[name]) if parts[name] else np.empty(0, np.int64) for name in names]
+
+
+def _unique_pairs(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    order = np.lexsort((b, a))
+    a, b = a[order], b[order]
+    keep = np.ones(len(a), bool)
+    keep[1:] = (a[1:] != a[:-1]) | (b[1:] != b[:-1])
+    return a[keep], b[keep]
+
+
+def resolve_banded(engine: RayEngine, stage: BandedStage, batches: Iterable[pa.Table]) -> Any:
+    """The stage's resolution, computed as described in the module docstring."""
+    import ray
+
+    refs, _, _ = engine.put_batches(batches)  # batches without rows have no records to deduplicate
+    parts = engine.partitions
+    signatures = (
+        engine.dataset(refs)
+        .map_batches(
+            _SignatureActor,
+            batch_size=None,
+            batch_format="pyarrow",
+            fn_constructor_args=(stage,),
+            compute=engine.actors(len(refs)),
+            num_cpus=1,
+        )
+        .materialize()
+    )
+    del refs
+    counters: Counter[str] = Counter()
+    for batch in signatures.select_columns([COUNTERS_COLUMN]).iter_batches(batch_size=None, batch_format="pyarrow"):
+        for text in batch.column(COUNTERS_COLUMN).drop_null().to_pylist():
+            counters.update(json.loads(text))
+    candidates = (
+        signatures.select_columns([SEQ_COLUMN, _BUCKETS])
+        .map_batches(_band_rows, batch_size=None, batch_format="pyarrow", fn_kwargs={"partitions": parts})
+        .groupby(_PART, num_partitions=parts)
+        .map_groups(_bucket_pairs, batch_format="pyarrow")
+    )
+    a, b = _unique_pairs(*_numpy_columns(candidates, ("a", "b")))
+    if len(a) <= engine.driver_verify_pairs:  # few candidates: fetch their records' signatures, verify here
+        keys, sig = _fetch(signatures, np.unique(np.concatenate([a, b])))
+        left, right = np.searchsorted(keys.seq, a), np.searchsorted(keys.seq, b)
+        ok = np.asarray(stage.accepts(stage.signature_similarity(sig, left, right)), bool)
+        va, vb = a[ok], b[ok]
+    else:  # many: bring both signatures of each pair together with a second shuffle, on the workers
+        pairs_ref = [ray.put((a, b))]
+        sides = signatures.select_columns([SEQ_COLUMN, _SIG]).map_batches(
+            _pair_sides, batch_size=None, batch_format="pyarrow", fn_args=(pairs_ref, parts)
+        )
+        verified = sides.groupby(_PART, num_partitions=parts).map_groups(
+            _verify, batch_format="pyarrow", fn_args=(stage,)
+        )
+        (verified_pair,) = _numpy_columns(verified, ("pair",))
+        va, vb = a[verified_pair], b[verified_pair]
+        keys, sig = _fetch(signatures, np.unique(np.concatenate([va, vb])))
+    # records in no verified pair are alone in their cluster and kept: leaving them out changes nothing
+    stats = {"candidate_pairs": len(a), "verified_pairs": len(va), **counters}
+    return stage.resolve_verified(keys, sig, np.searchsorted(keys.seq, va), np.searchsorted(keys.seq, vb), stats)
+
+
+def _fetch(signatures: Any, involved: np.ndarray) -> tuple[Any, np.ndarray]:
+    """RecordKeys and signatures of the records whose ``_seq`` is in ``involved`` (sorted), in that order."""
+    import ray
+
+    chosen = pa.table({SEQ_COLUMN: pa.array([], pa.int64())})
+    if len(involved):
+        found = signatures.map_batches(
+            _select, batch_size=None, batch_format="pyarrow", fn_args=([ray.put(involved)],)
+        ).iter_batches(batch_size=None, batch_format="pyarrow")
+        chosen = pa.concat_tables(list(found))
+    return _keys_and_signatures(chosen, involved)
+
+
+def _keys_and_signatures(table: pa.Table, involved: np.ndarray) -> tuple[Any, np.ndarray]:
+    """RecordKeys and signatures of the involved records, in ``_seq`` order."""
+    from stages.dedup_common import RecordKeys
+
+    if table.num_rows != len(involved):
+        raise RuntimeError(f"ray_lsh: found {table.num_rows} of the {len(involved)} records named in verified pairs")
+    if not len(involved):
+        return RecordKeys.concat([]), np.empty((0, 1), np.uint32)
+    table = table.take(np.argsort(table.column(SEQ_COLUMN).to_numpy(), kind="stable"))
+    keys = RecordKeys(
+        table.column(SEQ_COLUMN).to_numpy(),
+        table.column("id").combine_chunks().cast(pa.large_string()),
+        table.column(_QUALITY).to_numpy(),
+    )
+    return keys, _matrix(table.column(_SIG))

@@ -1,0 +1,389 @@
+"""Semantic deduplication: drop records that say the same thing in other words.
+
+``写一首关于春天的诗`` and ``创作一首描写春天的诗歌`` share meaning, not characters, so the lexical stages
+(dedup_exact, dedup_minhash) keep both. This stage embeds each record's text (by default instruction + input)
+with a sentence-transformers model, finds the similar pairs with FAISS (:mod:`stages.semantic_index`),
+verifies them and drops all but one record of each group.
+
+Similarity (``similarity``): ``hybrid`` (default) is the built-in embedder's
+``w·cosine(embeddings) + (1-w)·cosine(char 1–3-gram TF-IDF)`` (:func:`stages.embedder.pair_similarity`):
+FAISS finds candidates down to the lowest embedding cosine that can still reach the threshold
+(:func:`stages.embedder.candidate_cosine`) and the hybrid verifies them. ``cosine`` uses the embeddings only
+(the usual choice for a strong model such as bge-m3). ``threshold`` applies to the chosen similarity.
+
+Shape (a :class:`~stages.base.GlobalStage`):
+
+* ``fingerprint(batch)`` embeds the batch: a :class:`SemanticFingerprint` with the normalized embedding matrix
+  (float16 by default), the n-gram TF-IDF rows (hybrid only), ``_seq``, ids and quality scores — never the
+  texts. The runner checkpoints fingerprints keyed by :meth:`SemanticDedupStage.embedding_params`, so a
+  re-run that changes only ``threshold``, the index or the clustering re-uses the embeddings.
+* ``resolve(fingerprints)`` searches, verifies and groups the pairs. The kept record of a group is the one
+  with the highest ``quality_score``, else the earliest (``_seq``).
+* ``decide(batch, resolution)`` marks the dropped rows (shared with the other dedup stages, see
+  :mod:`stages.dedup_common`): reason ``duplicate_semantic``, detail ``{"duplicate_of": <kept id>,
+  "similarity": <to the kept record>, "cosine": <embedding cosine to it>, "cluster_size": <n>}``.
+
+Grouping (``clustering``): ``leader`` (default) walks the records from the best to the worst; a record not yet
+dropped is kept and drops every verified neighbour not yet dropped. Every dropped record is then similar to
+its kept twin, so ``similarity`` in the detail is always >= threshold. ``union_find`` merges whole connected
+components instead: more drops, but a chain A~B~C can drop C for a kept A it is not similar to (its detail
+then shows the low similarity).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import pyarrow as pa
+from pydantic import Field, field_validator
+
+from pipeline.errors import ConfigError
+from stages.base import SEQ_COLUMN, GlobalStage, StageParams, StageResult, detail_json
+from stages.dedup_common import DuplicateResolution, RecordKeys, choose_kept, cluster_pairs
+from stages.semantic_index import Pairs, SearchConfig, SparseRows, row_dots, similar_pairs
+
+REASON = "duplicate_semantic"
+TextField = Literal["system", "instruction", "input", "output"]
+
+
+class SemanticDedupParams(StageParams):
+    """Parameters of ``dedup_semantic`` (recipe keys)."""
+
+    model: str | None = Field(
+        default=None,
+        description="local path or model name (e.g. BAAI/bge-small-zh-v1.5); None = the built-in model",
+    )
+    threshold: float | None = Field(
+        default=None,
+        gt=0.0,
+        le=1.0,
+        description="similarity (see 'similarity') at or above which two records are duplicates; None = the "
+        "built-in model's calibrated value (required otherwise: calibrate with bench/calibrate_semantic.py)",
+    )
+    similarity: Literal["hybrid", "cosine"] = Field(
+        default="hybrid", description="hybrid (embedding + char n-gram TF-IDF) or embedding cosine only"
+    )
+    fields: tuple[TextField, ...] = Field(default=("instruction", "input"), description="record fields embedded")
+    batch_size: int | None = Field(
+        default=None,
+        ge=1,
+        le=65536,
+        description="texts per forward pass; None = 4096 for static embeddings (no token limit), else 64",
+    )
+    device: Literal["cpu", "cuda", "auto"] = "auto"
+    max_length: int | None = Field(default=None, ge=8, le=32768, description="tokens per text; None = model's")
+    dtype: Literal["float16", "float32"] = Field(default="float16", description="storage of the embedding matrix")
+    index: Literal["auto", "flat", "ivf"] = Field(default="auto", description="exact flat search, IVF, or by size")
+    flat_max: int = Field(default=20_000, ge=0, description="'auto' uses exact search up to this many records")
+    nlist: int | None = Field(default=None, ge=1, description="IVF cells; None = 4·sqrt(n)")
+    nprobe: int = Field(default=16, ge=1, description="IVF cells scanned per query")
+    max_neighbors: int = Field(default=64, ge=1, description="partners kept per record (most similar first)")
+    clustering: Literal["leader", "union_find"] = "leader"
+    threads: int | None = Field(default=None, ge=1, description="FAISS threads; None = os.cpu_count()")
+    seed: int = Field(default=0, description="IVF training sample and k-means seed")
+
+    @field_validator("fields")
+    @classmethod
+    def _fields_not_empty(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value or len(set(value)) != len(value):
+            raise ValueError("fields must name at least one of system, instruction, input, output, each once")
+        return value
+
+
+@dataclass
+class SemanticFingerprint:
+    """One batch's embeddings and the keys that choose the kept twin (picklable, no texts)."""
+
+    keys: RecordKeys  # _seq, id, quality_score
+    embeddings: np.ndarray  # (n, d) float16/float32, unit rows; zero rows for records with nothing to embed
+    ngrams: SparseRows | None  # L2-normalised char n-gram TF-IDF rows (hybrid similarity only)
+
+
+@dataclass
+class SemanticResolution:
+    """The shared dedup resolution, the embedding cosine of each dropped record to its kept twin (aligned
+    with ``duplicates.dropped_seq``) and this stage's search statistics."""
+
+    duplicates: DuplicateResolution
+    cosine: np.ndarray
+    counters: dict[str, int] = field(default_factory=dict)
+
+
+class SemanticDedupStage(GlobalStage):
+    """Drops semantic near-duplicates (reason ``duplicate_semantic``)."""
+
+    name: ClassVar[str] = "dedup_semantic"
+    Params: ClassVar[type[StageParams]] = SemanticDedupParams
+    params: SemanticDedupParams
+
+    def __init__(self, params: StageParams | None = None) -> None:
+        super().__init__(params)
+        self._model: Any = None  # loaded by setup()
+        self._idf: Any = None  # the n-gram IDF table (hybrid similarity)
+        self._truncate_chars: int | None = None  # max_length for models without a token limit
+        self._batch_size = 64
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled without the loaded model: a worker process loads its own in :meth:`setup`."""
+        return {**self.__dict__, "_model": None, "_idf": None}
+
+    # -- model and configuration ---------------------------------------------------------------------------
+
+    def model_name(self) -> str:
+        """The model as given, or the built-in model's directory."""
+        if self.params.model is not None:
+            return self.params.model
+        from stages import embedder
+
+        return str(embedder.DEFAULT_MODEL_DIR)
+
+    def threshold(self) -> float:
+        """The similarity threshold in force (the built-in model's calibrated one unless set)."""
+        if self.params.threshold is not None:
+            return self.params.threshold
+        if self.params.model is not None or self.params.similarity != "hybrid":
+            raise ConfigError(
+                f"dedup_semantic: model '{self.model_name()}' with similarity '{self.params.similarity}' "
+                "needs an explicit 'threshold' (0..1): the default threshold is calibrated for the built-in "
+                "model with the hybrid similarity only. Measure one on labelled pairs with: python "
+                f"bench/calibrate_semantic.py --model {self.model_name()} (or zhcurate calibrate)"
+            )
+        from stages import embedder
+
+        return float(embedder.DEFAULT_THRESHOLD)
+
+    def search_threshold(self) -> float:
+        """The embedding cosine FAISS searches down to: lower than ``threshold`` for the hybrid similarity,
+        so that no pair the hybrid would accept is missed."""
+        if self.params.similarity == "cosine":
+            return self.threshold()
+        from stages import embedder
+
+        return float(embedder.candidate_cosine(self.threshold()))
+
+    def _device(self) -> str:
+        if self.params.device != "auto":
+            return self.params.device
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+
+    def check(self) -> None:
+        """Load the model now (offline): a model that cannot be loaded fails before any work starts."""
+        self.threshold()
+        self.setup()
+
+    def setup(self) -> None:
+        if self._model is not None:
+            return
+        from stages import embedder
+
+        model = embedder.load_model(self.model_name(), self._device(), offline=True)
+        if self.params.max_length is not None:
+            try:
+                model.max_seq_length = self.params.max_length
+            except AttributeError:  # static embeddings have no token limit: cap the characters instead
+                self._truncate_chars = self.params.max_length
+        static = math.isinf(getattr(model, "max_seq_length", None) or math.inf)
+        self._batch_size = self.params.batch_size or (4096 if static else 64)
+        self._idf = _idf_for(self.model_name()) if self.params.similarity == "hybrid" else None
+        self._model = model
+
+    def embedding_params(self) -> dict[str, Any]:
+        """What the fingerprints depend on: the runner's fingerprint cache key must include exactly this.
+        (threshold, index, flat_max, nlist, nprobe, max_neighbors, clustering, threads and seed only affect
+        resolve.)"""
+        return {
+            "model": self.model_name(),
+            "model_digest": _model_digest(self.model_name()),
+            "max_length": self.params.max_length,
+            "fields": list(self.params.fields),
+            "dtype": self.params.dtype,
+            "similarity": self.params.similarity,
+        }
+
+    def fingerprint_params(self) -> dict[str, Any]:
+        return {**super().fingerprint_params(), **self.embedding_params(), "threshold": self.threshold()}
+
+    # -- the three steps -----------------------------------------------------------------------------------
+
+    def fingerprint(self, batch: pa.Table) -> SemanticFingerprint:
+        self.setup()
+        texts = embed_texts(batch, self.params.fields)
+        if self._truncate_chars is not None:
+            texts = [text[: self._truncate_chars] for text in texts]
+        present = [i for i, text in enumerate(texts) if text.strip()]
+        matrix = np.zeros((batch.num_rows, _dimension(self._model)), dtype=np.float32)
+        if present:
+            matrix[present] = self._model.encode(
+                [texts[i] for i in present],
+                batch_size=self._batch_size,
+                convert_to_numpy=True,
+                normalize_embeddings=True,
+                show_progress_bar=False,
+            )
+        norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+        np.divide(matrix, norms, out=matrix, where=norms > 0)
+        ngrams = SparseRows.from_csr(self._idf.transform(texts)) if self._idf is not None else None
+        return SemanticFingerprint(RecordKeys.from_batch(batch), matrix.astype(self.params.dtype), ngrams)
+
+    def resolve(self, fingerprints: Sequence[Any]) -> SemanticResolution:
+        fps: list[SemanticFingerprint] = list(fingerprints)
+        keys = RecordKeys.concat([fp.keys for fp in fps])
+        dim = fps[0].embeddings.shape[1] if fps else 1
+        embeddings = np.concatenate([fp.embeddings for fp in fps]) if fps else np.zeros((0, dim), np.float32)
+        parts = [fp.ngrams for fp in fps if fp.ngrams is not None]
+        ngrams = SparseRows.stack(parts) if parts and len(parts) == len(fps) else None
+        if self.params.similarity == "hybrid" and ngrams is None and fps:
+            raise ValueError("dedup_semantic: hybrid similarity but the fingerprints carry no n-gram rows")
+        config = SearchConfig(
+            threshold=self.search_threshold(),
+            index=self.params.index,
+            flat_max=self.params.flat_max,
+            nlist=self.params.nlist,
+            nprobe=self.params.nprobe,
+            max_neighbors=self.params.max_neighbors,
+            seed=self.params.seed,
+            threads=self.params.threads or os.cpu_count() or 1,
+        )
+        candidates = similar_pairs(embeddings, config)
+
+        def similarity(rows: np.ndarray, other: np.ndarray) -> np.ndarray:
+            cosine = _row_cosine(embeddings, rows, other)
+            if ngrams is None:
+                return cosine
+            return _hybrid(cosine, row_dots(ngrams, rows, other))
+
+        verified = similarity(candidates.left, candidates.right) if ngrams is not None else candidates.cosine
+        keep = verified >= self.threshold()
+        pairs = Pairs(candidates.left[keep], candidates.right[keep], verified[keep], candidates.kind)
+        if self.params.clustering == "leader":
+            labels = leader_labels(pairs, priority_rank(keys.quality, keys.seq))
+        else:
+            labels = cluster_pairs(len(keys), pairs.left, pairs.right)
+        duplicates = DuplicateResolution.from_labels(keys, labels, similarity)
+        # the same rows, in the same (``_seq``) order, as ``duplicates``: for the embedding cosine in details
+        kept = choose_kept(labels, keys.seq, keys.quality)
+        rows = np.flatnonzero(kept != np.arange(len(kept)))
+        rows = rows[np.argsort(keys.seq[rows], kind="stable")]
+        counters = {
+            **duplicates.counters(),
+            "candidate_pairs": len(candidates),
+            "verified_pairs": len(pairs),
+            "empty_text": _zero_rows(embeddings),
+            f"index.{candidates.kind}": 1,
+        }
+        return SemanticResolution(duplicates, _row_cosine(embeddings, rows, kept[rows]), counters)
+
+    def decide(self, batch: pa.Table, resolution: SemanticResolution) -> StageResult:
+        result = resolution.duplicates.decide(batch, REASON)
+        at = resolution.duplicates.lookup(batch.column(SEQ_COLUMN).to_numpy())
+        for row in np.flatnonzero(at >= 0).tolist():
+            detail = json.loads(result.details[row] or "{}")
+            result.details[row] = detail_json(**detail, cosine=round(float(resolution.cosine[at[row]]), 4))
+        return result
+
+    def resolution_counters(self, resolution: Any) -> dict[str, int]:
+        return dict(resolution.counters)
+
+
+def embed_texts(batch: pa.Table, fields: Sequence[str]) -> list[str]:
+    """The text embedded for each record: the non-empty ``fields`` joined by a newline."""
+    columns = [batch.column(name).to_pylist() for name in fields]
+    return ["\n".join(part for part in parts if part) for parts in zip(*columns, strict=True)]
+
+
+def priority_rank(quality: np.ndarray, seq: np.ndarray) -> np.ndarray:
+    """Rank of each record as the kept twin: 0 = best (highest quality_score, then earliest ``_seq``)."""
+    score = np.where(np.isnan(quality), -np.inf, quality)
+    order = np.lexsort((seq, -score))
+    rank = np.empty_like(order)
+    rank[order] = np.arange(order.size)
+    return rank
+
+
+def leader_labels(pairs: Pairs, rank: np.ndarray) -> np.ndarray:
+    """Greedy grouping by priority: the best record not yet dropped is kept and drops its neighbours.
+
+    Returns a cluster label per record: a kept record labels itself, a dropped one carries the label (= row)
+    of the best-ranked kept neighbour that dropped it, which is therefore the best of its cluster. Every
+    dropped record is a direct neighbour (cosine >= threshold) of its kept twin: no chains.
+    """
+    labels = np.arange(rank.size, dtype=np.int64)
+    if not len(pairs):
+        return labels
+    left_better = rank[pairs.left] < rank[pairs.right]
+    better = np.where(left_better, pairs.left, pairs.right)
+    worse = np.where(left_better, pairs.right, pairs.left)
+    order = np.lexsort((rank[worse], rank[better]))
+    better, worse = better[order], worse[order]
+    starts = np.flatnonzero(np.r_[True, better[1:] != better[:-1]])
+    ends = np.r_[starts[1:], better.size]
+    dropped = np.zeros(rank.size, dtype=bool)
+    for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
+        leader = int(better[start])
+        if dropped[leader]:  # dropped by a better record: it leads nothing
+            continue
+        targets = worse[start:end]
+        targets = targets[~dropped[targets]]
+        dropped[targets] = True
+        labels[targets] = leader
+    return labels
+
+
+def _dimension(model: Any) -> int:
+    """The model's embedding size (the method was renamed in sentence-transformers 5)."""
+    getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+    return int(getter())
+
+
+def _row_cosine(embeddings: np.ndarray, rows: np.ndarray, other: np.ndarray) -> np.ndarray:
+    """Embedding cosine of ``rows[k]`` and ``other[k]`` (unit rows: the dot product), float32."""
+    out = np.empty(rows.size, dtype=np.float32)
+    for start in range(0, rows.size, 100_000):
+        a = embeddings[rows[start : start + 100_000]].astype(np.float32)
+        b = embeddings[other[start : start + 100_000]].astype(np.float32)
+        out[start : start + 100_000] = np.einsum("ij,ij->i", a, b)
+    return out
+
+
+def _zero_rows(embeddings: np.ndarray, chunk: int = 65536) -> int:
+    """How many rows are all zero (records with nothing to embed), without an n × d temporary."""
+    return sum(int(np.count_nonzero(~embeddings[i : i + chunk].any(axis=1))) for i in range(0, len(embeddings), chunk))
+
+
+def _hybrid(cosine: np.ndarray, ngram_cosine: np.ndarray) -> np.ndarray:
+    """The built-in embedder's hybrid similarity from its two parts (as :func:`embedder.pair_similarity`)."""
+    from stages.embedder import EMBED_WEIGHT
+
+    return (EMBED_WEIGHT * cosine + (1.0 - EMBED_WEIGHT) * ngram_cosine).astype(np.float32)
+
+
+def _idf_for(model_name: str) -> Any:
+    """The char n-gram IDF table: the model directory's own if it ships one, else the built-in model's
+    (it describes Chinese text, not the embedding model)."""
+    from stages import embedder
+
+    path = Path(model_name)
+    if (path / embedder.IDF_FILE).is_file():
+        return embedder.load_idf(path)
+    return embedder.load_idf(embedder.DEFAULT_MODEL_DIR)
+
+
+def _model_digest(name: str) -> str:
+    """A cheap identity of a local model directory (file names and sizes); the name itself otherwise."""
+    path = Path(name)
+    if not path.is_dir():
+        return name
+    digest = hashlib.sha256()
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        digest.update(f"{file.relative_to(path)}:{file.stat().st_size}\n".encode())
+    return digest.hexdigest()[:16]

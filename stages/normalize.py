@@ -1,0 +1,457 @@
+"""``normalize``: make equal things look equal before filtering and dedup, without damaging what must stay.
+
+Rules, applied in this order to system, instruction, input, output and every history turn (each switchable):
+
+* ``html_entities`` — ``&lt;`` → ``<``, ``&amp;`` → ``&``, ``&#39;`` → ``'``, ``&nbsp;`` → space. Only
+  complete entities (with ``;``) are decoded, so ``x&param`` stays as written.
+* ``invisible`` — zero-width characters (U+200B–U+200D, U+2060, U+FEFF), soft hyphens and C0/C1 control
+  characters are removed (newline and tab stay; ``\\r\\n`` and ``\\r`` become ``\\n``).
+* ``fullwidth`` — full-width ASCII letters, digits and symbols become half-width
+  (``ＡＢＣ１２３`` → ``ABC123``); the Chinese full-width punctuation ``，！？；：（）`` stays.
+* ``cjk_punct`` — ``, ? ! : ; .`` directly after a Chinese character become ``，？！：；。``; never in
+  numbers, URLs, e-mails, Latin text, ellipses (``...``), before a letter/digit (``文件.txt``) or on
+  code-like lines (indented, containing ``=`` ``{`` ``}``, a call ``f(``, a trailing ``;`` or an HTML tag).
+* ``whitespace`` — U+3000, NBSP and other Unicode spaces become spaces; interior runs of spaces collapse (line
+  indentation stays, for code); spaces before a newline go; 3+ newlines become 2; each field is stripped.
+* ``cjk_spaces`` — spaces between two Chinese characters or Chinese punctuation are removed
+  (``年终 奖发 了 ，`` → ``年终奖发了，``); spaces between Chinese and Latin text stay.
+* ``t2s`` — Traditional → Simplified with OpenCC (``t2s``, ``tw2sp``, ``hk2s`` or ``off``), one OpenCC call
+  per batch. A record whose request (system, instruction, input, user turns) names Traditional Chinese
+  (``keep_traditional_keywords``) is left as written, and so is any piece containing Japanese kana.
+* ``placeholders`` — an ``input`` that only says there is no input (``<noinput>``, ``无输入``, ``N/A``)
+  becomes "".
+
+Fenced code, inline code, URLs, e-mails and LaTeX (see :mod:`stages.textspans`) are left byte-for-byte.
+A record whose instruction and output are both empty afterwards is rejected with ``empty_after_normalize``.
+Counters: ``changed.<rule>`` = records the rule changed, ``changed.any``, ``t2s.kept_traditional``.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Callable
+from typing import Any, Literal
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from pydantic import Field, field_validator
+
+from pipeline.errors import ConfigError
+from schemas.record import HISTORY_TYPE, TEXT_FIELDS
+from stages.base import RecordStage, StageParams, StageResult, detail_json
+from stages.textspans import split_protected
+
+# --- character classes -------------------------------------------------------------------------------------
+_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002fa1f"  # kana + Han
+# 、。〃 〈〉《》「」『』【】 〔〕…, the kept full-width ！（），：；？ and “”‘’…—
+_CJK_PUNCT = "\u3001-\u3003\u3008-\u3011\u3014-\u301f\uff01\uff08\uff09\uff0c\uff1a\uff1b\uff1f"
+_CJK_PUNCT += "\u201c\u201d\u2018\u2019\u2026\u2014"
+_CLOSERS = "\u300d\u300f\uff09\u300b\u3011\u3009"  # 」』）》】〉: a half-width mark after them is Chinese too
+_KEEP_FULLWIDTH = "，！？；：（）"
+_FULLWIDTH_TABLE = {cp: cp - 0xFEE0 for cp in range(0xFF01, 0xFF5F) if chr(cp) not in _KEEP_FULLWIDTH}
+_FULLWIDTH_CLASS = "".join(chr(cp) for cp in _FULLWIDTH_TABLE)
+_INVISIBLE_TABLE: dict[int, int | None] = {
+    cp: None for cp in [*range(0x00, 0x20), *range(0x7F, 0xA0), 0xAD, 0x200B, 0x200C, 0x200D, 0x2060, 0xFEFF]
+}
+del _INVISIBLE_TABLE[0x09], _INVISIBLE_TABLE[0x0A]
+_INVISIBLE_TABLE[0x0D] = 0x0A  # a lone CR is a line break
+_INVISIBLE_CLASS = "\x00-\x08\x0b-\x1f\x7f-\x9f\xad\u200b-\u200d\u2060\ufeff"
+_SPACES = "\xa0\u2000-\u200a\u202f\u205f\u3000"
+_SPACE_TABLE = {ord(c): 0x20 for c in "\xa0\u202f\u205f\u3000"} | {cp: 0x20 for cp in range(0x2000, 0x200B)}
+
+# --- compiled patterns -------------------------------------------------------------------------------------
+_ENTITY = re.compile(r"&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});")
+_HAS_INVISIBLE = re.compile(f"[{_INVISIBLE_CLASS}]")
+_HAS_FULLWIDTH = re.compile(f"[{re.escape(_FULLWIDTH_CLASS)}]")
+_HAS_SPACES = re.compile(f"[{_SPACES}]")
+# Fast path (each pattern starts with a character class, which keeps re's scan fast): a character some rule
+# may touch, or (in non-ASCII text) a space or ASCII mark right after Chinese.
+_SPECIAL = re.compile(f"[&\r{_INVISIBLE_CLASS}{re.escape(_FULLWIDTH_CLASS)}{_SPACES}]")
+_AFTER_CJK = re.compile(f"[ ,.!?:;](?<=[{_CJK}{_CJK_PUNCT}{_CLOSERS}].)")
+_PUNCT_AFTER_CJK = re.compile(f"[,.!?:;](?<=[{_CJK}{_CLOSERS}].)[!?]*")
+_CODE_MARKS = re.compile(r"""[={}]|[A-Za-z0-9_]\(|[A-Za-z0-9_)\]'"];[ \t]*$|</?[A-Za-z]""", re.M)
+_CODE_INDENT = re.compile(r"  |\t")
+_NO_FULLWIDTH_BEFORE = {".": frozenset(".0123456789_/\\"), ",": frozenset(",:;()/\\=-")}
+_NO_FULLWIDTH_BEFORE[":"] = _NO_FULLWIDTH_BEFORE[";"] = _NO_FULLWIDTH_BEFORE[","]
+_HALF_TO_FULL = str.maketrans(",?!:;.", "，？！：；。")
+_INDENT_IDEOGRAPHIC = re.compile(r"(?<=\n)\u3000+")  # paragraph indents (the first line is stripped)
+_SPACE_RUN = re.compile(r"(?<=[^ \n]) {2,}")
+_TRAILING_SPACES = re.compile(r" +(?=\n)")
+_NEWLINES = re.compile(r"\n{3,}")
+_CJK_SPACE = re.compile(f"([{_CJK}{_CJK_PUNCT}{_CLOSERS}]) +(?=[{_CJK}{_CJK_PUNCT}])")
+_KANA = re.compile("[\u3040-\u30fa\u30fd-\u30ff]")  # Japanese: its kanji must not be "simplified"
+_OPENCC_SEP = "\x1e"  # survives every OpenCC config; NUL would truncate the text
+
+# Bits of the per-field "changed" mask, in counter order.
+RULES: tuple[str, ...] = (
+    "html_entities",
+    "invisible",
+    "fullwidth",
+    "cjk_punct",
+    "whitespace",
+    "cjk_spaces",
+    "t2s",
+    "placeholders",
+)
+_BIT = {name: 1 << i for i, name in enumerate(RULES)}
+
+DEFAULT_TRADITIONAL_KEYWORDS = (
+    "繁体", "繁體", "正体", "正體", "繁中", "traditional chinese", "zh-tw", "zh_tw", "zh-hant", "zh-hk",
+)  # fmt: skip
+DEFAULT_PLACEHOLDERS = (
+    "<noinput>", "<no input>", "noinput", "no input", "<无输入>", "无输入", "（无输入）", "(无输入)",
+    "<无>", "无", "没有输入", "无需输入", "n/a", "<n/a>", "<none>", "<empty>", "<空>",
+)  # fmt: skip
+_PLACEHOLDER_TRAIL = "。.;；!！ "
+
+
+class NormalizeParams(StageParams):
+    """Each rule can be switched off; the defaults are what the default recipe runs."""
+
+    html_entities: bool = Field(default=True, description="decode complete HTML entities (&lt; &amp; &#39; &nbsp;)")
+    invisible: bool = Field(default=True, description="remove zero-width, soft hyphen and control characters")
+    fullwidth: bool = Field(default=True, description="full-width ASCII to half-width; ，！？；：（） stay")
+    cjk_punct: bool = Field(default=True, description=", ? ! : ; . right after Chinese to ，？！：；。")
+    whitespace: bool = Field(default=True, description="Unicode spaces, space runs, 3+ newlines, strip each field")
+    cjk_spaces: bool = Field(default=True, description="remove spaces between Chinese characters/punctuation")
+    t2s: Literal["t2s", "tw2sp", "hk2s", "off"] = Field(
+        default="t2s", description="OpenCC config for Traditional to Simplified (true = t2s, false = off)"
+    )
+    keep_traditional_keywords: tuple[str, ...] = Field(
+        default=DEFAULT_TRADITIONAL_KEYWORDS, description="a request naming one of these (any case) keeps Traditional"
+    )
+    placeholders: tuple[str, ...] = Field(
+        default=DEFAULT_PLACEHOLDERS, description="whole `input` values (any case, trailing 。. ignored) that mean none"
+    )
+
+    @field_validator("t2s", mode="before")
+    @classmethod
+    def _t2s_bool(cls, v: Any) -> Any:
+        """``t2s: true`` means the default OpenCC config, ``false`` means off."""
+        if v is True:
+            return "t2s"
+        if v is False:
+            return "off"
+        return v
+
+
+class _Field:
+    """One text field of a batch: a column, or all user (or assistant) turns of the history, flattened."""
+
+    __slots__ = ("name", "original", "owner", "parts", "values")
+
+    def __init__(self, name: str, original: list[str | None], owner: list[int]) -> None:
+        self.name = name
+        self.original = original
+        self.owner = owner  # the row of each value
+        self.values: list[str | None] = list(original)  # normalized text
+        self.parts: dict[int, list[str]] = {}  # pieces of the values that have protected spans
+
+    def join(self) -> None:
+        for j, parts in self.parts.items():
+            self.values[j] = "".join(parts)
+
+
+class NormalizeStage(RecordStage):
+    """Normalizes text in place; rejects only records left without instruction and output."""
+
+    name = "normalize"
+    Params = NormalizeParams
+    params: NormalizeParams
+
+    def __init__(self, params: NormalizeParams | None = None) -> None:
+        super().__init__(params)
+        p = self.params
+        self._converter: Callable[[str], str] | None = None
+        self._placeholders = frozenset(_placeholder_key(x) for x in p.placeholders)
+        self._keyword_regex = "|".join(re.escape(k) for k in p.keep_traditional_keywords)
+
+    # --- lifecycle -----------------------------------------------------------------------------------------
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_converter"] = None  # OpenCC objects do not pickle; each process loads its own
+        return state
+
+    def check(self) -> None:
+        if self.params.t2s != "off":
+            self._load_converter()
+
+    def setup(self) -> None:
+        self.check()
+
+    def _load_converter(self) -> Callable[[str], str]:
+        if self._converter is None:
+            try:
+                import opencc
+            except ImportError as e:  # pragma: no cover - opencc is a dependency
+                raise ConfigError("normalize: t2s needs OpenCC: pip install opencc (or set t2s: off)") from e
+            try:
+                self._converter = opencc.OpenCC(self.params.t2s).convert
+            except Exception as e:
+                raise ConfigError(f"normalize: OpenCC cannot load config '{self.params.t2s}': {e}") from e
+        return self._converter
+
+    # --- the stage -----------------------------------------------------------------------------------------
+    def process(self, batch: pa.Table) -> StageResult:
+        n = batch.num_rows
+        fields = [_Field(f, batch.column(f).to_pylist(), list(range(n))) for f in TEXT_FIELDS]
+        hist = batch.column("history").combine_chunks()
+        turns = hist.flatten()
+        parents = pc.list_parent_indices(hist).to_pylist()
+        for role in ("user", "assistant"):
+            # pc.struct_field honours null turns (a null struct gives null texts)
+            fields.append(_Field(f"history.{role}", pc.struct_field(turns, role).to_pylist(), parents))
+        by_name = {f.name: f for f in fields}
+
+        masks = [0] * n
+        t2s = self.params.t2s != "off"
+        keep = self._traditional_rows(batch, turns, parents) if t2s else set()
+        pending: list[tuple[_Field, int, int]] = []  # (field, value index, piece index or -1) to convert
+        texts: list[str] = []
+        for fld in fields:
+            self._apply_rules(fld, masks, keep if t2s else None, pending, texts)
+        if texts:
+            self._apply_t2s(pending, texts, masks)
+        for fld in fields:
+            fld.join()
+        if self._placeholders:
+            self._empty_placeholders(by_name["input"], masks)
+
+        reasons, details = self._reject_empty(by_name, fields, masks)
+        table = batch
+        for f in fields[: len(TEXT_FIELDS)]:
+            if f.values != f.original:
+                idx = table.schema.get_field_index(f.name)
+                table = table.set_column(idx, f.name, pa.array(f.values, pa.string()))
+        user, assistant = by_name["history.user"], by_name["history.assistant"]
+        if user.values != user.original or assistant.values != assistant.original:
+            idx = table.schema.get_field_index("history")
+            new_hist = _rebuild_history(hist, turns, user.values, assistant.values)
+            table = table.set_column(idx, "history", new_hist)
+
+        counters = {f"changed.{r}": sum(1 for m in masks if m & _BIT[r]) for r in RULES}
+        counters["changed.any"] = sum(1 for m in masks if m)
+        counters["t2s.kept_traditional"] = len(keep)
+        return StageResult(table, reasons, details, counters)
+
+    # --- rules ---------------------------------------------------------------------------------------------
+    def _apply_rules(
+        self,
+        fld: _Field,
+        masks: list[int],
+        keep: set[int] | None,
+        pending: list[tuple[_Field, int, int]],
+        texts: list[str],
+    ) -> None:
+        """Every rule but t2s and placeholders, piece by piece around protected spans; queue the pieces that
+        t2s must convert (``keep`` is None when t2s is off, else the rows it must leave as written)."""
+        strip = self.params.whitespace
+        values, owner = fld.values, fld.owner
+        for j, s in enumerate(values):
+            if not s:
+                continue
+            pieces = split_protected(s)
+            convert = keep is not None and owner[j] not in keep
+            bits = 0
+            if len(pieces) == 1 and not pieces[0][1]:
+                if _needs_work(s):
+                    s, bits = self._prose(s)
+                if strip and s and (s[0].isspace() or s[-1].isspace()):
+                    s = s.strip()
+                    bits |= _BIT["whitespace"]
+                if bits:
+                    values[j] = s
+                if convert and s and not s.isascii():
+                    pending.append((fld, j, -1))
+                    texts.append(s)
+            else:
+                parts: list[str] = []
+                last = len(pieces) - 1
+                for k, (text, protected) in enumerate(pieces):
+                    if not protected:
+                        if _needs_work(text):
+                            text, b = self._prose(text)
+                            bits |= b
+                        if strip and (k == 0 or k == last):
+                            t = text.lstrip() if k == 0 else text
+                            t = t.rstrip() if k == last else t
+                            if t != text:
+                                text = t
+                                bits |= _BIT["whitespace"]
+                        if convert and text and not text.isascii():
+                            pending.append((fld, j, k))
+                            texts.append(text)
+                    parts.append(text)
+                fld.parts[j] = parts
+            if bits:
+                masks[owner[j]] |= bits
+
+    def _prose(self, s: str) -> tuple[str, int]:
+        """Apply the text rules to one unprotected piece; return it and the bits of the rules that changed
+        it. Each rule first checks cheaply whether it has anything to do."""
+        p = self.params
+        bits = 0
+        if p.html_entities and "&" in s:
+            new = _ENTITY.sub(_decode_entity, s)
+            if new != s:
+                bits |= _BIT["html_entities"]
+                s = new
+        if p.invisible and ("\r" in s or _HAS_INVISIBLE.search(s)):
+            s = s.replace("\r\n", "\n").translate(_INVISIBLE_TABLE)
+            bits |= _BIT["invisible"]
+        if p.fullwidth and _HAS_FULLWIDTH.search(s):
+            s = s.translate(_FULLWIDTH_TABLE)
+            bits |= _BIT["fullwidth"]
+        if p.cjk_punct and not s.isascii():
+            new = _PUNCT_AFTER_CJK.sub(_to_fullwidth_punct, s)
+            if new != s:
+                bits |= _BIT["cjk_punct"]
+                s = new
+        if p.whitespace:
+            new = s
+            if _HAS_SPACES.search(new):
+                new = _INDENT_IDEOGRAPHIC.sub("", new).translate(_SPACE_TABLE)
+            if "  " in new:
+                new = _SPACE_RUN.sub(" ", new)
+            if " \n" in new:
+                new = _TRAILING_SPACES.sub("", new)
+            if "\n\n\n" in new:
+                new = _NEWLINES.sub("\n\n", new)
+            if new != s:
+                bits |= _BIT["whitespace"]
+                s = new
+        if p.cjk_spaces and " " in s and not s.isascii():
+            new = _CJK_SPACE.sub(r"\1", s)
+            if new != s:
+                bits |= _BIT["cjk_spaces"]
+                s = new
+        return s, bits
+
+    def _traditional_rows(self, batch: pa.Table, turns: pa.StructArray, parents: list[int]) -> set[int]:
+        """Rows whose request asks for Traditional Chinese (their text is left as written); vectorized."""
+        if not self._keyword_regex:
+            return set()
+        rows: set[int] = set()
+        pattern = self._keyword_regex
+        for f in ("system", "instruction", "input"):
+            hit = pc.match_substring_regex(batch.column(f), pattern, ignore_case=True).fill_null(False)
+            rows.update(pc.indices_nonzero(hit).to_pylist())
+        if len(turns):
+            users = pc.struct_field(turns, "user")
+            hit = pc.match_substring_regex(users, pattern, ignore_case=True).fill_null(False)
+            rows.update(parents[k] for k in pc.indices_nonzero(hit).to_pylist())
+        return rows
+
+    def _apply_t2s(self, pending: list[tuple[_Field, int, int]], texts: list[str], masks: list[int]) -> None:
+        """Convert the queued pieces with one OpenCC call; pieces with Japanese kana stay as written."""
+        if _KANA.search(_OPENCC_SEP.join(texts)):
+            chosen = [i for i, t in enumerate(texts) if not _KANA.search(t)]
+            pending, texts = [pending[i] for i in chosen], [texts[i] for i in chosen]
+        converted = _convert_many(self._load_converter(), texts)
+        for (f, j, k), old, new in zip(pending, texts, converted, strict=True):
+            if new == old:
+                continue
+            masks[f.owner[j]] |= _BIT["t2s"]
+            if k < 0:
+                f.values[j] = new
+            else:
+                f.parts[j][k] = new
+
+    def _empty_placeholders(self, fld: _Field, masks: list[int]) -> None:
+        values, keys = fld.values, self._placeholders
+        for j, s in enumerate(values):
+            if s and len(s) <= 24 and _placeholder_key(s) in keys:
+                values[j] = ""
+                masks[fld.owner[j]] |= _BIT["placeholders"]
+
+    def _reject_empty(
+        self, by_name: dict[str, _Field], fields: list[_Field], masks: list[int]
+    ) -> tuple[list[str | None], list[str | None]]:
+        """``empty_after_normalize`` for rows without instruction and output; those rows keep their original
+        text (the ledger shows what came in) and count no changes."""
+        n = len(masks)
+        reasons: list[str | None] = [None] * n
+        details: list[str | None] = [None] * n
+        ins, out = by_name["instruction"], by_name["output"]
+        empty = [i for i, (a, b) in enumerate(zip(ins.values, out.values, strict=True)) if not a and not b]
+        if not empty:
+            return reasons, details
+        for i in empty:
+            reasons[i] = "empty_after_normalize"
+            emptied = [f.name for f in (ins, out) if f.original[i]]
+            details[i] = detail_json(fields=["instruction", "output"], emptied_by_normalize=emptied)
+            masks[i] = 0
+        rows = set(empty)
+        for f in fields:
+            for j, o in enumerate(f.owner):
+                if o in rows:
+                    f.values[j] = f.original[j]
+        return reasons, details
+
+
+# --- helpers ---------------------------------------------------------------------------------------------
+def _needs_work(s: str) -> bool:
+    """False when no rule can change ``s`` (most texts): one or two scans that re runs fast."""
+    if _SPECIAL.search(s) or "  " in s or " \n" in s or "\n\n\n" in s:
+        return True
+    return not s.isascii() and _AFTER_CJK.search(s) is not None
+
+
+def _decode_entity(m: re.Match[str]) -> str:
+    return html.unescape(m.group(0))
+
+
+def _to_fullwidth_punct(m: re.Match[str]) -> str:
+    """A half-width mark (or a run of ``!?``) after Chinese, unless a number, file name, ellipsis, emoticon or
+    code-like line says otherwise."""
+    s, mark = m.string, m.group(0)
+    end = m.end()
+    nxt = s[end] if end < len(s) else ""
+    if len(mark) == 1 and (
+        nxt in _NO_FULLWIDTH_BEFORE.get(mark, ()) or (mark == "." and nxt.isascii() and nxt.isalpha())
+    ):
+        return mark
+    start = s.rfind("\n", 0, m.start()) + 1
+    stop = s.find("\n", end)
+    if _CODE_MARKS.search(s, start, len(s) if stop < 0 else stop):
+        return mark
+    # an indented line is code, unless it is the first line with text (the field is stripped)
+    if start and _CODE_INDENT.match(s, start) and not s[:start].isspace():
+        return mark
+    return mark.translate(_HALF_TO_FULL)
+
+
+def _placeholder_key(s: str) -> str:
+    return s.strip().rstrip(_PLACEHOLDER_TRAIL).casefold()
+
+
+def _convert_many(convert: Callable[[str], str], texts: list[str]) -> list[str]:
+    """OpenCC over many texts in one call (join, convert, split); per text if the separator occurs in them."""
+    joined = _OPENCC_SEP.join(texts)
+    if joined.count(_OPENCC_SEP) == len(texts) - 1 and "\x00" not in joined:
+        out = convert(joined).split(_OPENCC_SEP)
+        if len(out) == len(texts):
+            return out
+    return [_convert_one(convert, t) for t in texts]
+
+
+def _convert_one(convert: Callable[[str], str], text: str) -> str:
+    # OpenCC reads C strings: a NUL would end the text, so convert around it.
+    return "\x00".join(convert(t) for t in text.split("\x00")) if "\x00" in text else convert(text)
+
+
+def _rebuild_history(
+    hist: pa.ListArray, turns: pa.StructArray, users: list[str | None], assistants: list[str | None]
+) -> pa.Array:
+    """``hist`` (whose flattened turns are ``turns``) with the turns' texts replaced: same list lengths, same
+    null lists, same null turns."""
+    values = pa.StructArray.from_arrays(
+        [pa.array(users, pa.string()), pa.array(assistants, pa.string())],
+        names=["user", "assistant"],
+        mask=turns.is_null() if turns.null_count else None,
+    )
+    lengths = pc.list_value_length(hist).fill_null(0)
+    offsets = pa.concat_arrays([pa.array([0], pa.int32()), pc.cumulative_sum(lengths).cast(pa.int32())])
+    mask = hist.is_null() if hist.null_count else None
+    return pa.ListArray.from_arrays(offsets, values, type=HISTORY_TYPE, mask=mask)

@@ -1,0 +1,276 @@
+"""dedup_semantic: paraphrases merged, other records kept, IVF == exact on small data, determinism, offline
+failure, and that the embeddings (fingerprints) serve a re-run with another threshold.
+
+The model is the tiny deterministic one of tests/conftest.py (bag of characters and a few synonyms); the
+thresholds here (hybrid 0.55, cosine 0.78) suit it, not a real model. The real default threshold is
+calibrated by bench/calibrate_semantic.py.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from pydantic import ValidationError
+
+from pipeline.errors import ConfigError
+from schemas.record import CANONICAL_SCHEMA
+from stages.base import StageResult
+from stages.dedup_semantic import (
+    REASON,
+    SemanticDedupParams,
+    SemanticDedupStage,
+    SemanticFingerprint,
+    leader_labels,
+    priority_rank,
+)
+from stages.semantic_index import Pairs, SearchConfig, similar_pairs
+
+THRESHOLD = {"hybrid": 0.55, "cosine": 0.78}
+
+# (instruction, input): two paraphrase pairs that share meaning more than characters, and unrelated records.
+RECORDS: list[tuple[str, str]] = [
+    ("写一首关于春天的诗", ""),  # 0
+    ("解释一下光合作用的原理", ""),  # 1
+    ("创作一首描写春天的诗歌", ""),  # 2: paraphrase of 0
+    ("把这段话翻译成英文", "今天天气很好"),  # 3
+    ("请说明光合作用的原理是什么", ""),  # 4: paraphrase of 1
+    ("推荐几本适合初学者的Python书", ""),  # 5
+    ("介绍一下长城的历史", ""),  # 6
+]
+
+
+def make_table(
+    records: list[tuple[str, str]],
+    seqs: list[int] | None = None,
+    quality: list[float] | None = None,
+    outputs: list[str] | None = None,
+) -> pa.Table:
+    seqs = seqs if seqs is not None else list(range(len(records)))
+    n = len(records)
+    table = pa.Table.from_pydict(
+        {
+            "id": [f"data.json#{s}" for s in seqs],
+            "source": ["data.json"] * n,
+            "system": [""] * n,
+            "instruction": [r[0] for r in records],
+            "input": [r[1] for r in records],
+            "output": outputs if outputs is not None else ["好的。"] * n,
+            "history": [[] for _ in range(n)],
+        },
+        schema=CANONICAL_SCHEMA,
+    )
+    table = table.append_column("_seq", pa.array(seqs, pa.int64()))
+    if quality is not None:
+        table = table.append_column("quality_score", pa.array(quality, pa.float64()))
+    return table
+
+
+def make_stage(model_dir: Path, similarity: str = "hybrid", **params: object) -> SemanticDedupStage:
+    values = {
+        "model": str(model_dir),
+        "similarity": similarity,
+        "threshold": THRESHOLD[similarity],
+        "device": "cpu",
+        **params,
+    }
+    return SemanticDedupStage(SemanticDedupParams.model_validate(values))
+
+
+def run(stage: SemanticDedupStage, batches: list[pa.Table]) -> list[StageResult]:
+    stage.check()
+    resolution = stage.resolve([stage.fingerprint(b) for b in batches])
+    return [stage.decide(b, resolution) for b in batches]
+
+
+def decisions(results: list[StageResult]) -> dict[str, tuple[str | None, str | None]]:
+    """id -> (reason, detail) over all batches."""
+    out: dict[str, tuple[str | None, str | None]] = {}
+    for result in results:
+        for rid, reason, detail in zip(
+            result.table.column("id").to_pylist(), result.reasons, result.details, strict=True
+        ):
+            out[rid] = (reason, detail)
+    return out
+
+
+@pytest.mark.parametrize("similarity", ["hybrid", "cosine"])
+def test_paraphrases_are_merged_and_different_meanings_kept(tiny_model_dir: Path, similarity: str) -> None:
+    stage = make_stage(tiny_model_dir, similarity)
+    got = decisions(run(stage, [make_table(RECORDS)]))
+    dropped = {rid: json.loads(d or "{}") for rid, (reason, d) in got.items() if reason is not None}
+    assert {rid: reason for rid, (reason, _) in got.items() if reason} == {
+        "data.json#2": REASON,
+        "data.json#4": REASON,
+    }
+    # no quality_score: the earliest record of each pair is kept
+    assert dropped["data.json#2"]["duplicate_of"] == "data.json#0"
+    assert dropped["data.json#4"]["duplicate_of"] == "data.json#1"
+    for detail in dropped.values():
+        assert THRESHOLD[similarity] <= detail["similarity"] <= 1.0
+        assert detail["cluster_size"] == 2
+        assert 0.0 < detail["cosine"] <= 1.0
+
+
+def test_higher_quality_twin_is_kept(tiny_model_dir: Path) -> None:
+    stage = make_stage(tiny_model_dir)
+    quality = [0.3, 0.5, 0.9, 0.5, 0.2, 0.5, 0.5]
+    got = decisions(run(stage, [make_table(RECORDS, quality=quality)]))
+    assert got["data.json#0"][0] == REASON
+    assert json.loads(got["data.json#0"][1] or "")["duplicate_of"] == "data.json#2"
+    assert got["data.json#4"][0] == REASON  # 0.2 < 0.5: the later, better one (1) stays
+    assert got["data.json#2"][0] is None and got["data.json#1"][0] is None
+
+
+def test_ivf_path_equals_exact_path_on_small_data(tiny_model_dir: Path) -> None:
+    table = make_table(RECORDS * 12, seqs=list(range(len(RECORDS) * 12)))
+    flat = decisions(run(make_stage(tiny_model_dir, index="flat"), [table]))
+    ivf_stage = make_stage(tiny_model_dir, index="ivf")
+    ivf = decisions(run(ivf_stage, [table]))
+    assert flat == ivf
+    assert sum(reason is not None for reason, _ in flat.values()) == len(RECORDS) * 12 - 5
+
+
+def test_ivf_search_equals_flat_search_on_clustered_vectors() -> None:
+    rng = np.random.default_rng(7)
+    centres = rng.standard_normal((300, 48)).astype(np.float32)
+    vectors = np.repeat(centres, 5, axis=0) + 0.15 * rng.standard_normal((1500, 48)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    exact = similar_pairs(vectors, SearchConfig(threshold=0.9, index="flat"))
+    approx = similar_pairs(vectors, SearchConfig(threshold=0.9, index="ivf", nlist=8, nprobe=8))
+    assert exact.kind == "flat" and approx.kind == "ivf"
+    assert len(exact) > 1000
+    assert np.array_equal(exact.left, approx.left) and np.array_equal(exact.right, approx.right)
+    np.testing.assert_allclose(exact.cosine, approx.cosine, atol=1e-5)
+    assert np.all(exact.cosine >= 0.9) and np.all(exact.left < exact.right)
+
+
+def test_decisions_do_not_depend_on_batching_or_runs(tiny_model_dir: Path) -> None:
+    table = make_table(RECORDS)
+    once = decisions(run(make_stage(tiny_model_dir), [table]))
+    again = decisions(run(make_stage(tiny_model_dir), [table]))
+    split = decisions(run(make_stage(tiny_model_dir, batch_size=2), [table.slice(0, 3), table.slice(3)]))
+    assert once == again == split
+
+
+def test_fingerprints_serve_a_rerun_with_another_threshold(tiny_model_dir: Path) -> None:
+    first = make_stage(tiny_model_dir, "cosine")
+    table = make_table(RECORDS)
+    fingerprints = [pickle.loads(pickle.dumps(first.fingerprint(table)))]
+    assert isinstance(fingerprints[0], SemanticFingerprint)
+    assert fingerprints[0].embeddings.dtype == np.float16
+    assert fingerprints[0].ngrams is None  # only the hybrid similarity needs them
+    stricter = make_stage(tiny_model_dir, "cosine", threshold=0.83, nprobe=4, clustering="union_find")
+    assert stricter.embedding_params() == first.embedding_params()
+    assert stricter.fingerprint_params() != first.fingerprint_params()
+    # resolve needs no model: the stored embeddings are enough
+    resolution = stricter.resolve(fingerprints)
+    got = decisions([stricter.decide(table, resolution)])
+    assert [rid for rid, (reason, _) in got.items() if reason] == ["data.json#2"]  # 0.80 < 0.83 < 0.86
+    assert make_stage(tiny_model_dir, "cosine", max_length=16).embedding_params() != first.embedding_params()
+    assert make_stage(tiny_model_dir).embedding_params() != first.embedding_params()  # hybrid adds n-grams
+
+
+def test_output_field_can_be_embedded_too(tiny_model_dir: Path) -> None:
+    records = [("写一首关于春天的诗", ""), ("写一首关于春天的诗", "")]
+    outputs = ["春风吹绿了江南岸，桃花笑映小河湾。", "今天股市大涨，银行板块领涨。"]
+    table = make_table(records, outputs=outputs)
+    by_instruction = decisions(run(make_stage(tiny_model_dir), [table]))
+    with_output = decisions(run(make_stage(tiny_model_dir, fields=["instruction", "output"]), [table]))
+    assert by_instruction["data.json#1"][0] == REASON
+    assert with_output["data.json#1"][0] is None
+
+
+def test_records_with_nothing_to_embed_are_kept_not_collapsed(tiny_model_dir: Path) -> None:
+    stage = make_stage(tiny_model_dir)
+    table = make_table([("", ""), ("  ", ""), ("写一首关于春天的诗", "")])
+    results = run(stage, [table])
+    assert results[0].reasons == [None, None, None]
+    resolution = stage.resolve([stage.fingerprint(table)])
+    assert stage.resolution_counters(resolution)["empty_text"] == 2
+
+
+def test_leader_grouping_never_chains_but_union_find_does() -> None:
+    # A~B (0.95) and B~C (0.93), A and C not similar: the leader keeps A and C, union-find keeps only A.
+    pairs = Pairs(np.array([0, 1]), np.array([1, 2]), np.array([0.95, 0.93], np.float32), "flat")
+    rank = priority_rank(np.full(3, np.nan), np.array([0, 1, 2]))
+    assert leader_labels(pairs, rank).tolist() == [0, 0, 2]
+    # a better-ranked C (quality) leads instead: C keeps, drops B; A (not similar to C) stays
+    rank = priority_rank(np.array([0.1, 0.1, 0.9]), np.array([0, 1, 2]))
+    assert leader_labels(pairs, rank).tolist() == [0, 2, 2]
+
+
+def test_a_model_that_cannot_be_loaded_offline_fails_before_work(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    stage = SemanticDedupStage(SemanticDedupParams(model="zhcurate-test/no-such-model", threshold=0.9, device="cpu"))
+    with pytest.raises(ConfigError) as failure:
+        stage.check()
+    message = str(failure.value)
+    assert "zhcurate-test/no-such-model" in message
+    assert "HF_HUB_OFFLINE" in message and "local" in message
+
+
+def test_another_model_needs_an_explicit_threshold(tiny_model_dir: Path) -> None:
+    stage = SemanticDedupStage(SemanticDedupParams(model=str(tiny_model_dir), device="cpu"))
+    with pytest.raises(ConfigError, match="threshold"):
+        stage.check()
+
+
+def test_params_are_validated() -> None:
+    with pytest.raises(ValidationError):
+        SemanticDedupParams.model_validate({"fields": []})
+    with pytest.raises(ValidationError):
+        SemanticDedupParams.model_validate({"fields": ["instruction", "answer"]})
+    with pytest.raises(ValidationError):
+        SemanticDedupParams.model_validate({"threshold": 1.5})
+    with pytest.raises(ValidationError):
+        SemanticDedupParams.model_validate({"treshold": 0.9})
+
+
+def test_hybrid_similarity_is_the_embedders_pair_similarity(tiny_model_dir: Path) -> None:
+    from stages.embedder import NgramIdf, load_model, pair_similarity
+
+    stage = make_stage(tiny_model_dir, threshold=0.3)
+    table = make_table(RECORDS)
+    fingerprint = stage.fingerprint(table)
+    resolution = stage.resolve([fingerprint])
+    got = decisions([stage.decide(table, resolution)])
+    model = load_model(str(tiny_model_dir))
+    texts = [a + ("\n" + b if b else "") for a, b in RECORDS]
+    emb = model.encode(texts, normalize_embeddings=True)
+    idf = NgramIdf.load(tiny_model_dir)
+    dropped = [(rid, detail) for rid, (reason, detail) in got.items() if reason is not None]
+    assert len(dropped) >= 2
+    for rid, detail in dropped:
+        row, kept = int(rid.split("#")[1]), int(json.loads(detail or "")["duplicate_of"].split("#")[1])
+        expected = pair_similarity([texts[row]], [texts[kept]], emb[[row]], emb[[kept]], idf=idf)[0]
+        assert json.loads(detail or "")["similarity"] == pytest.approx(expected, abs=2e-3)
+
+
+def test_search_caps_partners_per_record_and_ignores_empty_rows() -> None:
+    rng = np.random.default_rng(3)
+    base = rng.standard_normal(16).astype(np.float32)
+    clique = np.tile(base / np.linalg.norm(base), (10, 1))
+    vectors = np.vstack([clique, np.zeros((2, 16), np.float32)])
+    capped = similar_pairs(vectors, SearchConfig(threshold=0.95, index="flat", max_neighbors=3))
+    full = similar_pairs(vectors, SearchConfig(threshold=0.95, index="flat"))
+    assert len(full) == 45  # every pair of the 10 equal rows, none with the zero rows
+    partners = np.bincount(np.concatenate([capped.left, capped.right]), minlength=12)
+    assert partners[10:].tolist() == [0, 0]
+    assert 3 <= len(capped) < 45 and partners[:10].min() >= 3
+
+
+def test_stage_pickles_without_its_model_and_reloads_it(tiny_model_dir: Path) -> None:
+    stage = make_stage(tiny_model_dir)
+    stage.check()
+    copy = pickle.loads(pickle.dumps(stage))
+    assert copy._model is None
+    table = make_table(RECORDS)
+    np.testing.assert_array_equal(copy.fingerprint(table).embeddings, stage.fingerprint(table).embeddings)
