@@ -6,7 +6,8 @@ Prints:
   drops (any reason) counts as "offensive". Precision, recall and F1 of the offensive class.
 * Clean Alpaca-zh (the three ``*已完成.json`` files, ~9.2k records): the share of records dropped, by reason,
   and every drop (up to ``--show``) with its detail, so the false positives are visible.
-* Throughput: records/s of ``process`` over the Alpaca records in batches of 1,000 (best of ``--repeat``).
+* Throughput: records/s of ``process`` over the Alpaca records in batches of 1,000 (best of ``--repeat``),
+  and of the classifier alone.
 
     python bench/bench_safety.py [--params '{"political": {"enabled": true}}'] [--external]
 
@@ -39,7 +40,7 @@ BATCH = 1000
 
 
 def table(rows: list[dict[str, Any]]) -> pa.Table:
-    full = [
+    full: list[dict[str, Any]] = [
         {
             "id": f"bench#{i}",
             "source": "bench",
@@ -80,7 +81,7 @@ def main() -> int:
             {"path": str(DATA / "lexicons/houbb/sensitive_word_tags.txt"), "tags": tags},
             {"path": str(DATA / "lexicons/ldnoobw/zh.txt"), "category": "porn"},
         ]
-    stage = SafetyStage(SafetyParams(**params))
+    stage = SafetyStage(SafetyParams.model_validate(params))
     stage.check()
     stage.setup()
     print(f"params: {json.dumps(params, ensure_ascii=False)}  classifier threshold: {stage.threshold:.2f}")
@@ -117,13 +118,32 @@ def main() -> int:
         )
 
     batches = [table(alpaca[s : s + BATCH]) for s in range(0, len(alpaca), BATCH)]
-    best = 0.0
+    best = best_cpu = 0.0
     for _ in range(args.repeat):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         for b in batches:
             stage.process(b)
         best = max(best, len(alpaca) / (time.perf_counter() - t0))
-    print(f"throughput: {best:,.0f} records/s (best of {args.repeat}, batches of {BATCH}, one process)")
+        best_cpu = max(best_cpu, len(alpaca) / (time.process_time() - c0))
+    print(
+        f"throughput: {best:,.0f} records/s wall, {best_cpu:,.0f} records per CPU-second "
+        f"(best of {args.repeat}, batches of {BATCH}, one process)"
+    )
+    clf = stage._classifier
+    if clf is not None:
+        outs = [a.get("output") or "" for a in alpaca]
+        reqs = [f"{a.get('instruction') or ''}\n{a.get('input') or ''}" for a in alpaca]
+        best = best_cpu = 0.0
+        for _ in range(args.repeat):
+            t0, c0 = time.perf_counter(), time.process_time()
+            for s in range(0, len(outs), BATCH):
+                clf.scores(outs[s : s + BATCH], reqs[s : s + BATCH])
+            best = max(best, len(outs) / (time.perf_counter() - t0))
+            best_cpu = max(best_cpu, len(outs) / (time.process_time() - c0))
+        print(
+            f"classifier alone (output scored against its request): {best:,.0f} records/s wall, "
+            f"{best_cpu:,.0f} per CPU-second"
+        )
     return 0
 
 

@@ -72,8 +72,32 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     exp.set_defaults(handler=_export)
 
 
+# Tools whose own argument parser takes the rest of the command line: name -> (module, help).
+TOOLS = {
+    "train-safety": ("stages.safety_train", "retrain the offensive-language classifier of the safety stage"),
+    "train-embedder": ("pipeline.train_embedder", "rebuild the built-in Chinese sentence-embedding model"),
+    "calibrate": ("pipeline.calibrate", "measure precision/recall of dedup_semantic thresholds on labelled pairs"),
+}
+
+
+def _add_tools(sub: argparse._SubParsersAction) -> None:
+    for name, (module, text) in TOOLS.items():
+        tool = sub.add_parser(name, help=text, add_help=False)
+        tool.add_argument("args", nargs=argparse.REMAINDER, help=f"arguments of {module} (--help for them)")
+        tool.set_defaults(handler=_tool, tool_module=module, tool_name=name)
+
+
+def _tool(args: argparse.Namespace) -> int:
+    import importlib
+
+    module = importlib.import_module(args.tool_module)
+    sys.argv = [f"zhcurate {args.tool_name}", *args.args]
+    code: int = module.main(list(args.args))
+    return code
+
+
 # Each command adds its sub-parser and sets ``handler``; add a command by adding a function here.
-COMMANDS = (_add_run, _add_report, _add_inspect, _add_export)
+COMMANDS = (_add_run, _add_report, _add_inspect, _add_export, _add_tools)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -172,8 +196,13 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     parser = _parser()
-    args = parser.parse_args(argv)
+    if argv and argv[0] in TOOLS:  # the tool's own parser reads everything after its name, --help included
+        module, _ = TOOLS[argv[0]]
+        args = argparse.Namespace(handler=_tool, tool_module=module, tool_name=argv[0], args=argv[1:])
+    else:
+        args = parser.parse_args(argv)
     try:
         code: int = args.handler(args)
         return code

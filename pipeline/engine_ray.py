@@ -4,7 +4,7 @@
 the object store, ``ray.data.from_arrow_refs`` makes them the blocks of a dataset, and ``map_batches`` runs
 them through a pool of actors (:class:`_StageActor`), each of which builds and ``setup()``s the stage once
 (a model is loaded once per worker, not once per batch). Results come back to the runner in input order: every
-input block carries its batch number, the output is reassembled by that number, and the runner books them
+input row carries its batch number and row, the output is reassembled by that number, and the runner books them
 in order — which is why a Ray run gives the same records, reasons and kept twins as the local engine.
 
 Encoding of the results (Arrow end to end where possible):
@@ -15,17 +15,17 @@ Encoding of the results (Arrow end to end where possible):
 * ``fingerprint`` returns one row per batch holding the pickled fingerprint (a fingerprint is whatever
   compact, picklable object the stage makes).
 
-Deduplication at cluster scale: a global stage that offers the banding hooks of :class:`BandedStage` (the
-MinHash stage does) is resolved by :meth:`RayEngine.resolve` without bringing signatures to the driver —
-signatures are computed on the workers, band buckets are grouped with a Ray Data ``groupby`` (hash shuffle),
-candidate pairs are verified inside the groups and only the verified pairs, and the few records they name,
-come to the driver, which clusters them by union-find. Other global stages fingerprint on the workers and
-resolve on the driver.
+Deduplication at cluster scale: a global stage with the banding hooks of
+:class:`pipeline.ray_lsh.BandedStage` (the MinHash stage has them) is resolved by :meth:`RayEngine.resolve`
+without bringing the signatures to the driver: they are computed on the workers, band buckets are grouped
+with a Ray Data ``groupby`` (a hash shuffle), and only candidate pairs, verified pairs and the few records
+they name come to the driver, which clusters them by union-find (see :mod:`pipeline.ray_lsh`). Other global
+stages fingerprint on the workers and resolve on the driver; ``decide`` always runs on the workers.
 
 Fault tolerance is Ray's: an actor whose process dies is restarted and the batch it was running is retried
-(Ray Data's actor pools use ``max_restarts=-1``, ``max_task_retries=-1``); the stage is set up again in the new
-process. A batch whose stage raises an exception is not retried: the run fails with the stage named. Stages are pure
-functions of their batch, so a retried batch gives the same result.
+(Ray Data's actor pools use ``max_restarts=-1``, ``max_task_retries=-1``); the stage is set up again in the
+new process. Stages are pure functions of their batch, so a retried batch gives the same result. A batch
+whose stage raises an exception is not retried: the run fails with the stage named.
 """
 
 from __future__ import annotations
@@ -79,40 +79,50 @@ class _StageActor:
         self.context = ray.get(context[0]) if context else None
 
     def __call__(self, block: pa.Table) -> pa.Table:
-        numbers = block.column(BATCH_COLUMN)
-        parts: list[pa.Table] = []
-        for index in pc.unique(numbers).to_pylist():  # one batch per block, unless Ray Data merged blocks
-            batch = block if len(parts) == 0 and _constant(numbers) else block.filter(pc.equal(numbers, index))
-            result = call(self.stage, self.method, batch.drop_columns([BATCH_COLUMN]), self.context)
-            if self.method == "fingerprint":
-                payload = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
-                parts.append(
-                    pa.table(
-                        {
-                            BATCH_COLUMN: pa.array([index], pa.int64()),
-                            PAYLOAD_COLUMN: pa.array([payload], pa.large_binary()),
-                        }
-                    )
-                )
-            else:
-                parts.append(encode_result(result, index))
+        numbers = _batch_numbers(block)
+        if _constant(numbers):  # one batch per block (Ray Data could merge blocks: then split them again)
+            batches = [(numbers[0].as_py(), block)]
+        else:
+            batches = [(i, block.filter(pc.equal(numbers, i))) for i in pc.unique(numbers).to_pylist()]
+        parts = [self._run(index, batch.drop_columns([BATCH_COLUMN])) for index, batch in batches]
         return parts[0] if len(parts) == 1 else pa.concat_tables(parts, promote_options="permissive")
+
+    def _run(self, index: int, batch: pa.Table) -> pa.Table:
+        result = call(self.stage, self.method, batch, self.context)
+        if self.method != "fingerprint":
+            return encode_result(result, index)
+        payload = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
+        return pa.table({BATCH_COLUMN: _positions(index, 1), PAYLOAD_COLUMN: pa.array([payload], pa.large_binary())})
+
+
+def _positions(index: int, n: int) -> pa.Array:
+    """The position column of batch ``index``: the batch number in the high 32 bits, the row in the low."""
+    return pa.array((np.int64(index) << np.int64(32)) | np.arange(n, dtype=np.int64))
+
+
+def _batch_numbers(table: pa.Table) -> pa.ChunkedArray:
+    return pc.shift_right(table.column(BATCH_COLUMN), 32)
 
 
 def _constant(column: pa.ChunkedArray) -> bool:
     return bool(pc.min(column).as_py() == pc.max(column).as_py())
 
 
+def _ascending(column: pa.ChunkedArray) -> bool:
+    values = column.to_numpy()
+    return bool(np.all(values[1:] > values[:-1]))
+
+
 def encode_result(result: StageResult, index: int) -> pa.Table:
     """A :class:`StageResult` as one Arrow table: the records plus batch number, reason, detail and counters."""
     n = result.table.num_rows
-    counters = [json.dumps(result.counters, sort_keys=True)] + [None] * (n - 1) if n else []
+    counters = [json.dumps(result.counters)] + [None] * (n - 1) if n else []
     table = result.table
     for name in _EXTRA:
         if name in table.column_names:
             table = table.drop_columns([name])
     return (
-        table.append_column(BATCH_COLUMN, pa.array(np.full(n, index, np.int64)))
+        table.append_column(BATCH_COLUMN, _positions(index, n))
         .append_column(REASON_COLUMN, pa.array(result.reasons, pa.string()))
         .append_column(DETAIL_COLUMN, pa.array(result.details, pa.string()))
         .append_column(COUNTERS_COLUMN, pa.array(counters, pa.string()))
@@ -222,9 +232,7 @@ class RayEngine:
             if not batch.num_rows:
                 empty[i] = batch
                 continue
-            refs.append(
-                self._ray.put(batch.append_column(BATCH_COLUMN, pa.array(np.full(batch.num_rows, i, np.int64))))
-            )
+            refs.append(self._ray.put(batch.append_column(BATCH_COLUMN, _positions(i, batch.num_rows))))
         return refs, sizes, empty
 
     def dataset(self, refs: list[Any]) -> Any:
@@ -275,6 +283,8 @@ def _reassemble(
                 yield done.pop(nxt)
             else:
                 table = pa.concat_tables(pieces.pop(nxt))
+                if table.column(BATCH_COLUMN).num_chunks > 1 and not _ascending(table.column(BATCH_COLUMN)):
+                    table = table.sort_by(BATCH_COLUMN)  # pieces of a split batch came back out of order
                 yield (
                     pickle.loads(table.column(PAYLOAD_COLUMN)[0].as_py())
                     if method == "fingerprint"
@@ -286,7 +296,7 @@ def _reassemble(
     for block in outputs:
         if not block.num_rows:
             continue
-        numbers = block.column(BATCH_COLUMN)
+        numbers = _batch_numbers(block)
         for index in pc.unique(numbers).to_pylist():
             part = block if _constant(numbers) else block.filter(pc.equal(numbers, index))
             pieces.setdefault(index, []).append(part)

@@ -110,7 +110,7 @@ def dataset_info_entry(fmt: str, file_name: str) -> dict[str, Any]:
 
 def _records(cleaned: Path, batch_size: int = 5000) -> Iterator[dict[str, Any]]:
     columns = ["system", "instruction", "input", "output", "history"]
-    for batch in pq.ParquetFile(cleaned).iter_batches(batch_size=batch_size, columns=columns):
+    for batch in pq.ParquetFile(cleaned, pre_buffer=False).iter_batches(batch_size=batch_size, columns=columns):
         yield from batch.to_pylist()
 
 

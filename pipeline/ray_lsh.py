@@ -55,6 +55,8 @@ class BandedStage(Protocol):
 
     def fingerprint(self, batch: pa.Table) -> Any: ...
 
+    def resolve(self, fingerprints: Any) -> Any: ...
+
     def band_buckets(self, signatures: np.ndarray) -> np.ndarray:
         """(n, bands) uint32: two records are candidates when one band's bucket is equal."""
         ...
@@ -227,6 +229,8 @@ def resolve_banded(engine: RayEngine, stage: BandedStage, batches: Iterable[pa.T
     import ray
 
     refs, _, _ = engine.put_batches(batches)  # batches without rows have no records to deduplicate
+    if not refs:
+        return stage.resolve([])
     parts = engine.partitions
     signatures = (
         engine.dataset(refs)

@@ -193,7 +193,7 @@ class Runner:
         return stats
 
     def _batches(self, path: Path) -> Iterator[pa.Table]:
-        pf = pq.ParquetFile(path)
+        pf = pq.ParquetFile(path, pre_buffer=False)  # pre-buffered chunks would stay in memory until close
         for batch in pf.iter_batches(batch_size=self.recipe.batch_size):
             yield pa.Table.from_batches([batch])
 

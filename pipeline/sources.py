@@ -291,7 +291,7 @@ def _parquet_units(path: Path, info: FileInfo) -> Iterator[Unit]:
     import pyarrow.parquet as pq
 
     try:
-        pf = pq.ParquetFile(path)
+        pf = pq.ParquetFile(path, pre_buffer=False)
     except Exception as e:  # pyarrow raises several types for a non-Parquet file
         yield Unit(0, None, error=f"not a readable Parquet file: {e}", raw="")
         return

@@ -221,7 +221,7 @@ class DuplicateResolution:
 
 HashField = Literal["system", "instruction", "input", "output", "history"]
 DEFAULT_HASH_FIELDS: tuple[HashField, ...] = ("instruction", "input", "output", "history")
-FIELD_SEPARATOR = "\x1f"  # ASCII unit separator: never in real text, survives normalization
+FIELD_SEPARATOR = "\x1f"  # ASCII unit separator: never in real text
 
 
 def history_text(history: pa.Array | pa.ChunkedArray, separator: str = FIELD_SEPARATOR) -> pa.Array:

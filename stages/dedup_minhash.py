@@ -122,7 +122,7 @@ class MinHashDedupStage(GlobalStage):
         else:
             sig = np.empty((0, p.num_perm), np.uint32)
         bands, rows = p.bands_rows
-        labels, verified, linked = lsh_clusters(sig, band_hashes(sig, bands, rows), keys.seq, p.threshold)
+        labels, verified, linked = lsh_clusters(sig, bands, rows, keys.seq, p.threshold)
         stats = {
             "candidates_verified": verified,
             "candidates_linked": linked,
@@ -160,15 +160,18 @@ class MinHashDedupStage(GlobalStage):
         return DuplicateResolution.from_pairs(keys, left, right, lambda a, b: pair_similarity(signatures, a, b), stats)
 
 
-def lsh_clusters(sig: np.ndarray, bands: np.ndarray, seq: np.ndarray, threshold: float) -> tuple[np.ndarray, int, int]:
-    """Cluster labels from (n, b) band hashes: (labels, candidates verified, candidates linked).
+def lsh_clusters(
+    sig: np.ndarray, bands: int, rows: int, seq: np.ndarray, threshold: float
+) -> tuple[np.ndarray, int, int]:
+    """Cluster labels from the signatures: (labels, candidates verified, candidates linked).
 
-    Per band, each row's key packs the band hash's high 32 bits over the row's rank in ``_seq`` order; one
-    sort groups the buckets with members in ``_seq`` order. Each member is a candidate with the bucket's
-    first (earliest) member and with its predecessor — linear in the bucket size — verified on the
-    signatures and linked in a union-find (:func:`stages.minhash_kernel.link_buckets`). Candidates depend
-    only on ``_seq``, not on the order of the rows, so neither do the clusters. (32-bit bucket ids add a
-    few false candidates, all rejected by the verification.)
+    Band by band (one column of band hashes in memory at a time), each row's key packs the band hash's high
+    32 bits over the row's rank in ``_seq`` order; one sort groups the buckets with members in ``_seq``
+    order. Each member is a candidate with the bucket's first (earliest) member and with its predecessor —
+    linear in the bucket size — verified on the signatures and linked in a union-find
+    (:func:`stages.minhash_kernel.link_buckets`). Candidates depend only on ``_seq``, not on the order of
+    the rows, so neither do the clusters. (32-bit bucket ids add a few false candidates, all rejected by
+    the verification.)
     """
     n = len(seq)
     if n >= 2**32:
@@ -180,8 +183,11 @@ def lsh_clusters(sig: np.ndarray, bands: np.ndarray, seq: np.ndarray, threshold:
     parent = np.arange(n)
     verified = linked = 0
     same = np.zeros(n, bool)
-    for b in range(bands.shape[1]):
-        keys = np.sort((bands[:, b] & ~low) | rank)
+    for b in range(bands):
+        keys = band_hashes(sig, 1, rows, b)[:, 0]
+        keys &= ~low
+        keys |= rank
+        keys.sort()
         bucket = keys >> np.uint64(32)
         np.equal(bucket[1:], bucket[:-1], out=same[1:])
         order = by_seq[(keys & low).astype(np.int64)]

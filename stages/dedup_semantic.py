@@ -38,6 +38,7 @@ import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -85,7 +86,9 @@ class SemanticDedupParams(StageParams):
     flat_max: int = Field(default=20_000, ge=0, description="'auto' uses exact search up to this many records")
     nlist: int | None = Field(default=None, ge=1, description="IVF cells; None = 4·sqrt(n)")
     nprobe: int = Field(default=16, ge=1, description="IVF cells scanned per query")
-    max_neighbors: int = Field(default=64, ge=1, description="partners kept per record (most similar first)")
+    max_neighbors: int = Field(
+        default=64, ge=1, le=4096, description="nearest records each record is compared with (k of the k-NN)"
+    )
     clustering: Literal["leader", "union_find"] = "leader"
     threads: int | None = Field(default=None, ge=1, description="FAISS threads; None = os.cpu_count()")
     seed: int = Field(default=0, description="IVF training sample and k-means seed")
@@ -254,32 +257,23 @@ class SemanticDedupStage(GlobalStage):
             seed=self.params.seed,
             threads=self.params.threads or os.cpu_count() or 1,
         )
-        candidates = similar_pairs(embeddings, config)
-
-        def similarity(rows: np.ndarray, other: np.ndarray) -> np.ndarray:
-            cosine = _row_cosine(embeddings, rows, other)
-            if ngrams is None:
-                return cosine
-            return _hybrid(cosine, row_dots(ngrams, rows, other))
-
-        verified = similarity(candidates.left, candidates.right) if ngrams is not None else candidates.cosine
-        keep = verified >= self.threshold()
-        pairs = Pairs(candidates.left[keep], candidates.right[keep], verified[keep], candidates.kind)
+        verify = partial(_verify_hybrid, ngrams) if ngrams is not None else None
+        pairs = similar_pairs(embeddings, config, verify, accept=self.threshold())
         if self.params.clustering == "leader":
             labels = leader_labels(pairs, priority_rank(keys.quality, keys.seq))
         else:
             labels = cluster_pairs(len(keys), pairs.left, pairs.right)
-        duplicates = DuplicateResolution.from_labels(keys, labels, similarity)
+        duplicates = DuplicateResolution.from_labels(keys, labels, partial(_similarity, embeddings, ngrams))
         # the same rows, in the same (``_seq``) order, as ``duplicates``: for the embedding cosine in details
         kept = choose_kept(labels, keys.seq, keys.quality)
         rows = np.flatnonzero(kept != np.arange(len(kept)))
         rows = rows[np.argsort(keys.seq[rows], kind="stable")]
         counters = {
             **duplicates.counters(),
-            "candidate_pairs": len(candidates),
+            "candidate_pairs": pairs.candidates,
             "verified_pairs": len(pairs),
             "empty_text": _zero_rows(embeddings),
-            f"index.{candidates.kind}": 1,
+            f"index.{pairs.kind}": 1,
         }
         return SemanticResolution(duplicates, _row_cosine(embeddings, rows, kept[rows]), counters)
 
@@ -353,6 +347,17 @@ def _row_cosine(embeddings: np.ndarray, rows: np.ndarray, other: np.ndarray) -> 
         b = embeddings[other[start : start + 100_000]].astype(np.float32)
         out[start : start + 100_000] = np.einsum("ij,ij->i", a, b)
     return out
+
+
+def _similarity(embeddings: np.ndarray, ngrams: Any, rows: np.ndarray, other: np.ndarray) -> np.ndarray:
+    """The stage's similarity of ``rows[k]`` and ``other[k]``: hybrid when there are n-gram rows, else cosine."""
+    cosine = _row_cosine(embeddings, rows, other)
+    return cosine if ngrams is None else _hybrid(cosine, row_dots(ngrams, rows, other))
+
+
+def _verify_hybrid(ngrams: Any, left: np.ndarray, right: np.ndarray, cosine: np.ndarray) -> np.ndarray:
+    """The hybrid similarity of candidate pairs whose embedding cosine the search already computed."""
+    return _hybrid(cosine, row_dots(ngrams, left, right))
 
 
 def _zero_rows(embeddings: np.ndarray, chunk: int = 65536) -> int:

@@ -295,16 +295,18 @@ def _identity_table() -> np.ndarray:
 
 
 @nb.njit(cache=True, nogil=True)
-def band_hashes(sig: np.ndarray, bands: int, rows: int) -> np.ndarray:
-    """A (n, bands) uint64 array: the hash of slots ``[b*rows, (b+1)*rows)`` of each signature."""
+def band_hashes(sig: np.ndarray, bands: int, rows: int, first: int = 0) -> np.ndarray:
+    """A (n, bands) uint64 array: column j is band ``b = first + j``, the hash of slots
+    ``[b*rows, (b+1)*rows)`` of each signature (``first`` lets a caller hash one band at a time)."""
     n = sig.shape[0]
     out = np.empty((n, bands), np.uint64)
     for i in range(n):
-        for b in range(bands):
+        for j in range(bands):
+            b = first + j
             h = np.uint64(b + 1) * _P2
             for r in range(b * rows, (b + 1) * rows):
                 h = (h ^ np.uint64(sig[i, r])) * _P1
-            out[i, b] = _fmix64(h)
+            out[i, j] = _fmix64(h)
     return out
 
 

@@ -121,7 +121,8 @@ class Lexicon:
             self.compile()
         assert self._cjk is not None and self._ascii is not None and self._allow is not None
         found: dict[str, Hit] = {}
-        dense = compact(text)
+        folded = fold(text)
+        dense = _OBFUSCATION.sub("", folded)
         if len(self._cjk):
             allowed = _spans(self._allow, dense) if len(self._allow) else []
             for end, (term, cat, weight) in self._cjk.iter(dense):
@@ -132,7 +133,7 @@ class Lexicon:
                     continue
                 found[term] = Hit(term, cat, weight)
         if len(self._ascii):
-            folded = " ".join(fold(text).split())
+            folded = " ".join(folded.split())
             for end, (term, cat, weight) in self._ascii.iter(folded):
                 start = end - len(term) + 1
                 before = folded[start - 1] if start > 0 else " "

@@ -28,7 +28,7 @@ from stages.dedup_semantic import (
     leader_labels,
     priority_rank,
 )
-from stages.semantic_index import Pairs, SearchConfig, similar_pairs
+from stages.semantic_index import Pairs, SearchConfig, SparseRows, row_dots, similar_pairs
 
 THRESHOLD = {"hybrid": 0.55, "cosine": 0.78}
 
@@ -145,8 +145,8 @@ def test_ivf_search_equals_flat_search_on_clustered_vectors() -> None:
     assert exact.kind == "flat" and approx.kind == "ivf"
     assert len(exact) > 1000
     assert np.array_equal(exact.left, approx.left) and np.array_equal(exact.right, approx.right)
-    np.testing.assert_allclose(exact.cosine, approx.cosine, atol=1e-5)
-    assert np.all(exact.cosine >= 0.9) and np.all(exact.left < exact.right)
+    np.testing.assert_allclose(exact.similarity, approx.similarity, atol=1e-5)
+    assert np.all(exact.similarity >= 0.9) and np.all(exact.left < exact.right)
 
 
 def test_decisions_do_not_depend_on_batching_or_runs(tiny_model_dir: Path) -> None:
@@ -274,3 +274,17 @@ def test_stage_pickles_without_its_model_and_reloads_it(tiny_model_dir: Path) ->
     assert copy._model is None
     table = make_table(RECORDS)
     np.testing.assert_array_equal(copy.fingerprint(table).embeddings, stage.fingerprint(table).embeddings)
+
+
+def test_row_dots_match_scipy_over_stacked_batches() -> None:
+    from scipy.sparse import random as sparse_random
+
+    matrix = sparse_random(40, 500, density=0.05, format="csr", random_state=5, dtype=np.float32)
+    parts = [SparseRows.from_csr(matrix[:15]), SparseRows.from_csr(matrix[15:])]
+    rows = SparseRows.stack(parts)
+    left, right = np.array([0, 3, 14, 15, 39, 7]), np.array([1, 3, 15, 30, 0, 7])
+    half = matrix.copy()
+    half.data = half.data.astype(np.float16).astype(np.float32)
+    expected = np.asarray(half[left].multiply(half[right]).sum(axis=1)).ravel()
+    np.testing.assert_allclose(row_dots(rows, left, right), expected, rtol=1e-5, atol=1e-6)
+    assert len(rows) == 40

@@ -17,7 +17,7 @@ from pipeline.registry import STAGES
 from schemas.record import CANONICAL_SCHEMA
 from stages.base import SEQ_COLUMN, StageResult
 from stages.safety import SafetyParams, SafetyStage
-from stages.safety_lexicon import compact, read_terms
+from stages.safety_lexicon import Category, compact, read_terms
 from stages.safety_train import SafetyClassifier, novel_keys
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
@@ -162,6 +162,13 @@ def test_harmful_request_answered_by_a_refusal_is_kept_and_tagged(request_: str,
     assert res.counters["refusal_kept"] == 1
 
 
+def test_request_flagged_by_the_classifier_and_refused_is_tagged() -> None:
+    row = {"instruction": "说几句话骂一骂河南人，越难听越好", "output": "抱歉，我不能这样做，地域歧视是不对的。"}
+    res = run(stage(), row)
+    assert res.reasons == [None] and res.table.column("safety_refusal").to_pylist() == [True]
+    assert run(stage(classifier=False), row).table.column("safety_refusal").to_pylist() == [False]
+
+
 def test_harmful_answer_is_dropped_whatever_the_request() -> None:
     res = run(stage(), {"instruction": "写一首关于春天的诗。", "output": "出售冰毒，量大从优，联系我。"})
     assert res.reasons == ["harmful_drugs"]
@@ -183,6 +190,24 @@ def test_harmful_request_with_a_compliant_answer_is_dropped_naming_the_request()
     assert res.reasons == ["harmful_drugs"]
     assert json.loads(res.details[0] or "{}")["field"] == "instruction"
     assert reason(stage(drop_harmful_requests=False), instruction="教我怎么在家制作冰毒", output="首先……") is None
+
+
+@pytest.mark.parametrize(
+    ("answer", "refuses"),
+    [
+        ("这是违法的，我不会帮你。", True),
+        ("这种行为属于严重的违法行为。", True),
+        ("这属于犯罪行为，请你放弃这个想法。", True),
+        ("作为一个AI助手，我无法提供这方面的信息。", True),
+        ("I'm sorry, but I can't help with that.", True),
+        ("《教父》是一部关于犯罪和家庭的电影，这是一个经典。", False),
+        ("首先准备原料，然后加热。", False),
+    ],
+)
+def test_refusal_detection(answer: str, refuses: bool) -> None:
+    res = run(lexicon_only(), {"instruction": "教我怎么在家制作冰毒", "output": answer})
+    assert res.table.column("safety_refusal").to_pylist() == [refuses]
+    assert res.reasons == [None if refuses else "harmful_drugs"]
 
 
 def test_refusal_flag_is_false_for_ordinary_records() -> None:
@@ -287,16 +312,17 @@ def test_allow_list_masks_terms_and_phrases(tmp_path: Path) -> None:
 
 def test_missing_lexicon_file_fails_the_check() -> None:
     with pytest.raises(ConfigError, match="does not exist"):
-        SafetyStage(SafetyParams(lexicons=[{"path": "/nonexistent/words.txt", "category": "hate"}])).check()
+        params = SafetyParams.model_validate({"lexicons": [{"path": "/nonexistent/words.txt", "category": "hate"}]})
+        SafetyStage(params).check()
 
 
 def test_params_are_validated() -> None:
     with pytest.raises(ValidationError):
-        SafetyParams(porn={"threshold": 0})
+        SafetyParams.model_validate({"porn": {"threshold": 0}})
     with pytest.raises(ValidationError):
-        SafetyParams(violense={"enabled": False})  # typo: unknown key
+        SafetyParams.model_validate({"violense": {"enabled": False}})  # typo: unknown key
     with pytest.raises(ValidationError):
-        SafetyParams(lexicons=[{"path": "x.txt", "category": "spam"}])
+        SafetyParams.model_validate({"lexicons": [{"path": "x.txt", "category": "spam"}]})
 
 
 def test_registered_picklable_and_declares_its_column() -> None:
@@ -317,7 +343,7 @@ def test_external_lexicons_load() -> None:
     ldnoobw = DATA / "lexicons" / "ldnoobw" / "zh.txt"
     if not houbb.is_file() or not ldnoobw.is_file():
         pytest.skip("shared data absent")
-    tags = {"0": "political", "1": "drugs", "2": "porn", "3": "gambling", "4": "fraud"}
+    tags: dict[str, Category] = {"0": "political", "1": "drugs", "2": "porn", "3": "gambling", "4": "fraud"}
     terms = list(read_terms(houbb, tags=tags))
     assert len(terms) > 10_000 and {c for _, c, _ in terms} >= {"drugs", "porn", "gambling", "fraud"}
     st = stage(lexicons=[{"path": str(houbb), "tags": tags}, {"path": str(ldnoobw), "category": "porn"}])
