@@ -4,7 +4,7 @@ The input is Alpaca-zh (../shared/data/alpaca_zh, 20,277 records) replicated ``-
 after the first perturbs each record with a seeded random number of character edits (0 edits: an exact
 duplicate, a few: a near duplicate, many: a new record), so the dedup stages have real work.
 
-    python bench/bench_ray.py                       # 5 copies (~101k records), local then ray (2 CPUs)
+    python bench/bench_ray.py                       # 5 copies (~101k records): local (1, 2 workers), ray (2 CPUs)
     python bench/bench_ray.py --copies 1 --num-cpus 2 --stages normalize,dedup_minhash
 
 Prints one JSON object: records, seconds per engine and per stage, and whether the outputs are identical.
@@ -77,10 +77,12 @@ def make_input(folder: Path, copies: int, seed: int) -> int:
     return n
 
 
-def run(folder: Path, out: Path, stages: list[str], engine: Any = None) -> tuple[float, dict[str, Any]]:
+def run(
+    folder: Path, out: Path, stages: list[str], engine: Any = None, workers: int = 1
+) -> tuple[float, dict[str, Any]]:
     raw = {"input": [str(folder)], "output": str(out), "stages": [{s: {}} for s in stages]}
     recipe = build_recipe(raw, base_dir=None, source="bench")
-    opts = RunOptions(output=out, progress=False, engine_name="ray" if engine else "local")
+    opts = RunOptions(output=out, progress=False, workers=workers, engine_name="ray" if engine else "local")
     t0 = time.perf_counter()
     report = Runner(recipe, opts, engine=engine).run()
     return time.perf_counter() - t0, report
@@ -100,6 +102,7 @@ def main() -> None:
     ap.add_argument("--copies", type=int, default=5, help="copies of Alpaca-zh (5: ~101k records)")
     ap.add_argument("--num-cpus", type=int, default=2, help="CPUs of the local Ray cluster")
     ap.add_argument("--stages", default=DEFAULT_STAGES, help="comma-separated stages (default: %(default)s)")
+    ap.add_argument("--local-workers", default="1,2", help="local engine runs, by worker processes (%(default)s)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     if not ALPACA_ZH.is_dir():
@@ -109,21 +112,25 @@ def main() -> None:
         folder = Path(tmp) / "in"
         folder.mkdir()
         n = make_input(folder, args.copies, args.seed)
-        local_s, local = run(folder, Path(tmp) / "local", stages)
+        local: dict[str, Any] = {}
+        local_s: dict[str, float] = {}
+        for w in (int(x) for x in args.local_workers.split(",")):
+            local_s[f"local_workers_{w}"], local = run(folder, Path(tmp) / f"local{w}", stages, workers=w)
         t0 = time.perf_counter()
         with RayEngine(num_cpus=args.num_cpus) as engine:
             start_s = time.perf_counter() - t0
             ray_s, ray = run(folder, Path(tmp) / "ray", stages, engine)
-        same = same_outputs(Path(tmp) / "local", Path(tmp) / "ray")
+        same = all(same_outputs(Path(tmp) / d.name, Path(tmp) / "ray") for d in Path(tmp).glob("local*"))
     result = {
         "records": n,
         "stages": stages,
         "ray_cpus": args.num_cpus,
-        "local_seconds": round(local_s, 1),
+        **{f"{k}_seconds": round(v, 1) for k, v in local_s.items()},
         "ray_seconds": round(ray_s, 1),
         "ray_start_seconds": round(start_s, 1),
         "per_stage_seconds": {
-            s["stage"]: {"local": s["seconds"], "ray": r["seconds"]} for s, r in zip(local["stages"], ray["stages"])
+            s["stage"]: {"local (last run)": s["seconds"], "ray": r["seconds"]}
+            for s, r in zip(local["stages"], ray["stages"])
         },
         "counts": local["counts"],
         "identical_outputs": same,

@@ -11,7 +11,8 @@ The similarity is computed exactly as the stage does (:mod:`stages.embedder`: th
 embedding cosine, or the hybrid with char n-gram TF-IDF). For every threshold on a grid it prints precision
 first (dedup must not drop records that mean something else), then recall, per set and pooled over the
 ``--select``-ed sets; the recommended threshold is the lowest one from which on the pooled precision stays at
-or above ``--min-precision`` (so recall is as high as that precision allows). Put it in the recipe:
+or above ``--min-precision`` (so recall is as high as that precision allows; thresholds that predict fewer
+than 50 pairs are too noisy to count). Put it in the recipe:
 ``dedup_semantic: {model: ..., similarity: ..., threshold: <value>}``.
 
 PAWSX is reported but not selected by default: its negatives are the same words in another order (``A 与 B
@@ -92,11 +93,12 @@ def curve(scores: np.ndarray, labels: np.ndarray) -> list[dict[str, float]]:
     return rows
 
 
-def choose(rows: list[dict[str, float]], min_precision: float) -> dict[str, float] | None:
-    """The lowest threshold whose precision reaches ``min_precision`` and stays there above it."""
-    ok = [r["precision"] >= min_precision for r in rows]
+def choose(rows: list[dict[str, float]], min_precision: float, support: int = 50) -> dict[str, float] | None:
+    """The lowest threshold whose precision reaches ``min_precision`` and stays there at every higher threshold
+    that still predicts at least ``support`` pairs (fewer is noise: 35 of 39 is 0.897); None if there is none."""
+    ok = [r["precision"] >= min_precision or r["predicted"] < support for r in rows]
     for i in range(len(rows)):
-        if all(ok[i:]):
+        if rows[i]["predicted"] >= support and all(ok[i:]):
             return rows[i]
     return None
 
@@ -110,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder of the default sets")
     parser.add_argument("--select", nargs="*", default=list(SELECTED), help="sets pooled for the choice")
     parser.add_argument("--min-precision", type=float, default=0.9)
+    parser.add_argument("--support", type=int, default=50, help="fewest predicted pairs that count")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--json", type=Path, help="write all figures to this file")
@@ -140,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     pooled = np.concatenate([rows[name] for name in chosen_sets])
     curves["pooled"] = curve(scores[pooled], np.concatenate([sets[name][2] for name in chosen_sets]))
     result["pooled_sets"] = chosen_sets
-    chosen = choose(curves["pooled"], args.min_precision)
+    chosen = choose(curves["pooled"], args.min_precision, args.support)
     result["curves"] = curves
     result["chosen"] = chosen
 

@@ -1,16 +1,16 @@
 """MinHash-LSH deduplication at cluster scale on Ray Data: no signature matrix on the driver.
 
 Used by :meth:`pipeline.engine_ray.RayEngine.resolve` for a global stage with the :class:`BandedStage` hooks.
-The result equals the stage's own ``resolve`` (same candidate pairs, same verified pairs, same clusters,
-same kept twins), whatever order Ray runs things in:
+The result equals the stage's own ``resolve`` (same clusters, same kept twins, same similarities), whatever
+order Ray runs things in:
 
 1. **Signatures on the workers.** An actor pool fingerprints every batch; the dataset of ``_seq``, ``id``,
    ``quality_score``, signature and band buckets stays in the object store (``materialize``).
 2. **Band keys grouped by a shuffle.** One row per (record, band): ``(partition, band, bucket, _seq)``, where
    the partition is a hash of (band, bucket); ``groupby(partition).map_groups`` sorts each partition by
    (band, bucket, ``_seq``) and pairs every member of a bucket with the bucket's earliest member and with its
-   predecessor — exactly the stage's ``candidate_pairs`` rule. Only the candidate pairs (two int64 each) come
-   to the driver, which removes the pairs found in several bands.
+   predecessor — the stage's own candidate rule, on the same 32-bit bucket ids. Only the candidate pairs
+   (two int64 each) come to the driver, which removes the pairs found in several bands.
 3. **Verification.** Up to ``RayEngine.driver_verify_pairs`` candidate pairs (the usual case: near
    duplicates are rare), the keys and signatures of just their records are fetched and the pairs verified on
    the driver. Beyond that, on the workers: each signature block sends the signature of every candidate

@@ -11,6 +11,11 @@ FAISS finds candidates down to the lowest embedding cosine that can still reach 
 (:func:`stages.embedder.candidate_cosine`) and the hybrid verifies them. ``cosine`` uses the embeddings only
 (the usual choice for a strong model such as bge-m3). ``threshold`` applies to the chosen similarity.
 
+Threshold: unset, it is the built-in model's calibrated :data:`stages.embedder.DEFAULT_THRESHOLD` (hybrid 0.92:
+precision 0.918, recall 0.039 on the LCQMC + BQ + ATEC validation pairs pooled; LCQMC alone 0.924 / 0.114).
+Any other model or ``similarity: cosine`` needs an explicit threshold; ``bench/calibrate_semantic.py --model
+M`` measures one on labelled pairs (for the built-in model, cosine alone reaches precision 0.90 at 0.97).
+
 Shape (a :class:`~stages.base.GlobalStage`):
 
 * ``fingerprint(batch)`` embeds the batch: a :class:`SemanticFingerprint` with the normalized embedding matrix
@@ -26,8 +31,9 @@ Shape (a :class:`~stages.base.GlobalStage`):
 Grouping (``clustering``): ``leader`` (default) walks the records from the best to the worst; a record not yet
 dropped is kept and drops every verified neighbour not yet dropped. Every dropped record is then similar to
 its kept twin, so ``similarity`` in the detail is always >= threshold. ``union_find`` merges whole connected
-components instead: more drops, but a chain A~B~C can drop C for a kept A it is not similar to (its detail
-then shows the low similarity).
+components instead: a chain A~B~C drops C for a kept A it may not resemble. Measured on 30k synthetic
+Alpaca-zh records (hybrid 0.8): union-find made a 182-record cluster and 378 of its 5,624 drops were below
+the threshold against their kept twin (down to 0.55); leader's largest cluster had 13 records, none below.
 """
 
 from __future__ import annotations

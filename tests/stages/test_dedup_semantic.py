@@ -288,3 +288,51 @@ def test_row_dots_match_scipy_over_stacked_batches() -> None:
     expected = np.asarray(half[left].multiply(half[right]).sum(axis=1)).ravel()
     np.testing.assert_allclose(row_dots(rows, left, right), expected, rtol=1e-5, atol=1e-6)
     assert len(rows) == 40
+
+
+def test_builtin_model_runs_offline_with_its_calibrated_threshold() -> None:
+    from stages.embedder import DEFAULT_MODEL_DIR, DEFAULT_THRESHOLD
+
+    if not (DEFAULT_MODEL_DIR / "modules.json").is_file():
+        pytest.skip("the built-in model is not packaged in this checkout")
+    stage = SemanticDedupStage(SemanticDedupParams(device="cpu"))
+    stage.check()
+    assert stage.threshold() == DEFAULT_THRESHOLD
+    unrelated = [RECORDS[i] for i in (0, 1, 3, 5, 6)]
+    copies = [("写一首关于春天的诗。", ""), ("请解释一下光合作用的原理", "")]
+    results = run(stage, [make_table(unrelated + copies)])
+    got = decisions(results)
+    assert [rid for rid, (reason, _) in got.items() if reason] == ["data.json#5", "data.json#6"]
+    assert json.loads(got["data.json#5"][1] or "")["duplicate_of"] == "data.json#0"
+
+
+def test_calibration_script_recommends_a_threshold_from_labelled_pairs(tiny_model_dir: Path, tmp_path: Path) -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "calibrate_semantic", Path(__file__).resolve().parents[2] / "bench" / "calibrate_semantic.py"
+    )
+    assert spec is not None and spec.loader is not None
+    calibrate = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(calibrate)
+    pairs = tmp_path / "pairs.tsv"
+    lines = [
+        "写一首关于春天的诗\t创作一首描写春天的诗歌\t1",
+        "解释一下光合作用的原理\t请说明光合作用的原理是什么\t1",
+        "写一首关于春天的诗\t解释一下光合作用的原理\t0",
+        "把这段话翻译成英文\t推荐几本适合初学者的Python书\t0",
+        "介绍一下长城的历史\t写一首关于春天的诗\t0",
+    ]
+    pairs.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    out = tmp_path / "calibration.json"
+    argv = ["--model", str(tiny_model_dir), "--similarity", "cosine", "--pairs", str(pairs), "--json", str(out)]
+    # tiny-model cosines: the paraphrases 0.86 and 0.80, the negatives below 0.3
+    assert calibrate.main([*argv, "--support", "1"]) == 0
+    chosen = json.loads(out.read_text(encoding="utf-8"))["chosen"]
+    assert chosen["threshold"] == 0.5 and chosen["precision"] == 1.0 and chosen["recall"] == 1.0
+    # a negative that shares most characters (cosine 0.86) leaves no threshold with precision >= 0.9 and recall
+    with pairs.open("a", encoding="utf-8") as handle:
+        handle.write("写一首关于春天的诗\t写一首关于秋天的诗\t0\n")
+    assert calibrate.main([*argv, "--support", "1"]) == 0
+    assert json.loads(out.read_text(encoding="utf-8"))["chosen"] is None
+    assert calibrate.main([*argv[:4], "--pairs", str(tmp_path / "missing.tsv")]) == 2

@@ -142,3 +142,49 @@ def test_uncached_hub_name_fails_offline_without_network(
     assert "zhcurate-test/not-a-cached-model" in message
     assert "HF_HUB_OFFLINE" in message
     assert "cache" in message
+
+
+def test_training_data_uses_the_alignment_and_converts_tatoeba(tmp_path: Path) -> None:
+    from pipeline.train_embedder import load_alpaca_pairs, load_tsv_pairs
+
+    zh_dir, en_dir = tmp_path / "zh", tmp_path / "en"
+    zh_dir.mkdir()
+    en_dir.mkdir()
+    # the zh file lost row 0 of the English one, and ends with a trailing comma (as a real translated file does)
+    (zh_dir / "alpaca_data-0-3-中文.json").write_text(
+        '[{"instruction": "什么是三原色？", "input": "", "output": "红、黄、蓝。"},'
+        ' {"instruction": "Untranslated row", "input": "", "output": "left in English"},]',
+        encoding="utf-8",
+    )
+    (en_dir / "alpaca_data-0-3-英文.json").write_text(
+        '[{"instruction": "Give three tips.", "input": "", "output": "Eat well."},'
+        ' {"instruction": "What are the three primary colors?", "input": "", "output": "Red, yellow, blue."},'
+        ' {"instruction": "Untranslated row", "input": "", "output": "left in English"}]',
+        encoding="utf-8",
+    )
+    alignment = tmp_path / "align.tsv"
+    alignment.write_text("range\tzh_row\ten_row\tmargin\n0-3\t0\t1\t0.9\n0-3\t1\t2\t0.5\n", encoding="utf-8")
+    pairs = load_alpaca_pairs(zh_dir, en_dir, alignment)
+    assert pairs == [("What are the three primary colors?", "什么是三原色？"), ("Red, yellow, blue.", "红、黄、蓝。")]
+
+    tatoeba = tmp_path / "cmn.txt"
+    tatoeba.write_text(
+        "I love reading.\t我喜歡讀書。\tCC-BY 2.0\nNo Chinese here.\tnone\tCC-BY 2.0\n", encoding="utf-8"
+    )
+    assert load_tsv_pairs(tatoeba) == [("I love reading.", "我喜欢读书。")]
+
+
+def test_student_training_is_reproducible_with_a_seed() -> None:
+    from pipeline.train_embedder import train_student, train_tokenizer
+
+    zh = ["我喜欢读书", "今天天气很好", "他在学校学习", "我们去公园散步", "这本书很有意思", "明天会下雨"] * 20
+    en = ["I like reading", "Nice weather today", "He studies at school", "We walk in the park"] * 30
+    targets = np.random.default_rng(0).standard_normal((len(zh), 8)).astype(np.float32)
+    tokenizer = train_tokenizer(zh + en, vocab_size=200)
+    runs = [
+        train_student(tokenizer, zh, en, targets, dim=8, epochs=2, lr=0.01, batch_size=16, seed=5) for _ in range(2)
+    ]
+    np.testing.assert_array_equal(runs[0][0], runs[1][0])
+    assert runs[0][0].shape == (tokenizer.get_vocab_size(), 8)
+    assert np.abs(runs[0][0]).sum() > 0
+    assert 0.0 <= runs[0][1]["heldout_zh_en_top1"] <= 1.0
