@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -88,3 +89,31 @@ def clean_tmp(folder: Path) -> None:
         for f in folder.iterdir():
             if ".tmp-" in f.name:
                 f.unlink(missing_ok=True)
+
+
+def load_stats_fp(checkpoint: Path) -> str:
+    """The fingerprint of the step that wrote ``checkpoint`` (``NN_name.parquet``), from its stats file."""
+    stats = checkpoint.with_name(checkpoint.name.replace(".parquet", ".stats.json"))
+    try:
+        return str(json.loads(stats.read_text(encoding="utf-8")).get("fingerprint", ""))
+    except (OSError, json.JSONDecodeError):
+        return ""
+
+
+def write_pickle_atomic(path: Path, key: str, obj: Any) -> None:
+    """Cached fingerprints (numpy arrays) with the key they were made for."""
+    tmp = tmp_name(path)
+    with open(tmp, "wb") as f:
+        pickle.dump((key, obj), f, protocol=pickle.HIGHEST_PROTOCOL)
+    os.replace(tmp, path)
+
+
+def load_pickle(path: Path, key: str) -> Any:
+    """What :func:`write_pickle_atomic` stored under ``key``; None when absent, unreadable or made for another key.
+    The file is the runner's own (in the output's checkpoint folder), never user input."""
+    try:
+        with open(path, "rb") as f:
+            stored_key, obj = pickle.load(f)
+    except (OSError, EOFError, pickle.UnpicklingError, ValueError):
+        return None
+    return obj if stored_key == key else None

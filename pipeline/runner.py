@@ -31,8 +31,11 @@ from pipeline.checkpoint import (
     clean_tmp,
     fingerprint,
     input_fingerprint,
+    load_pickle,
     load_stats,
+    load_stats_fp,
     tmp_name,
+    write_pickle_atomic,
     write_json_atomic,
     write_text_atomic,
 )
@@ -209,12 +212,13 @@ class Runner:
         reasons: Counter[str] = Counter()
         counters: Counter[str] = Counter()
         collector = ReportCollector(full_kept=False)  # kept records are described once, at the end
+        fingerprints_reused = False
         try:
             if isinstance(stage, RecordStage):
                 results = self.engine.map(stage, "process", self._batches(prev))
             elif isinstance(stage, GlobalStage):
                 bar = self._bar(f"{stage.name} (fingerprint)", n_in)
-                resolution = resolve_global(self.engine, stage, _counted(self._batches(prev), bar))
+                resolution, fingerprints_reused = self._resolve(stage, name, prev, bar)
                 bar.close()
                 counters.update(stage.resolution_counters(resolution))
                 results = self.engine.map(stage, "decide", self._batches(prev), context=resolution)
@@ -252,10 +256,28 @@ class Runner:
             "params": stage.params.model_dump(mode="json"),
             "seconds": round(time.perf_counter() - t0, 3),
             "reused": False,
+            "fingerprints_reused": fingerprints_reused,
             "collect": collector.result(),
         }
         write_json_atomic(self.work / f"{name}.stats.json", stats)
         return stats
+
+    def _resolve(self, stage: GlobalStage, name: str, prev: Path, bar: tqdm[Any]) -> tuple[Any, bool]:
+        """Fingerprint and resolve; fingerprints the stage asks to cache are kept beside the checkpoint, keyed
+        by the input and the parameters they depend on, so a re-run with another threshold reuses them."""
+        cache_params = stage.fingerprint_cache_params()
+        if cache_params is None or hasattr(self.engine, "resolve"):
+            return resolve_global(self.engine, stage, _counted(self._batches(prev), bar)), False
+        key = fingerprint(prev.name, load_stats_fp(prev), stage.name, cache_params)
+        path = self.work / f"{name}.fingerprints.pkl"
+        cached = load_pickle(path, key) if self.opts.resume else None
+        reused = cached is not None
+        if cached is None:
+            cached = list(self.engine.map(stage, "fingerprint", _counted(self._batches(prev), bar)))
+            write_pickle_atomic(path, key, cached)
+        else:
+            bar.update(bar.total or 0)
+        return stage.resolve(cached), reused
 
     def _book(
         self,

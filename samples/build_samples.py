@@ -66,11 +66,11 @@ ALPACA = [
         "input": "",
         "output": "长城始建于春秋战国时期,秦朝统一六国后将各国长城连接起来。明朝对长城进行了大规模的修筑，今天我们看到的大部分长城都是明长城。",
     },
-    # semantic duplicate of the first record
+    # semantic duplicate of the first record: the same request worded differently, answered with another poem
     {
-        "instruction": "创作一首描写春天的诗歌",
+        "instruction": "写一首关于春天的诗歌",
         "input": "",
-        "output": "春风拂面柳丝长，\n燕子归来筑新房。\n桃花含笑迎朝日，\n细雨无声润四方。",
+        "output": "冰雪消融溪水欢，\n青山如黛草如烟。\n农人早起耕田去，\n一片新绿到天边。",
     },
     # safety: harmful answer (dropped) and a harmful request answered with a refusal (kept)
     {

@@ -115,6 +115,12 @@ class GlobalStage(Stage):
     def decide(self, batch: pa.Table, resolution: Any) -> StageResult:
         """Apply the resolution to one batch."""
 
+    def fingerprint_cache_params(self) -> dict[str, Any] | None:
+        """When fingerprints are expensive (embeddings), the parameters they depend on: the runner then keeps
+        them in the checkpoint folder and ``--resume`` reuses them when only resolve-time parameters (e.g. a
+        threshold) changed. ``None`` (the default): not cached."""
+        return None
+
     def resolution_counters(self, resolution: Any) -> dict[str, int]:
         """Statistics of the resolution itself (e.g. cluster sizes), summed into report.json."""
         return {}

@@ -98,3 +98,15 @@ def test_samples_dir_copy_is_stable(tmp_path: Path) -> None:
     ids_a = pq.read_table(tmp_path / "a" / "cleaned.parquet").column("id").to_pylist()
     ids_b = pq.read_table(tmp_path / "b" / "cleaned.parquet").column("id").to_pylist()
     assert ids_a == ids_b and a["counts"] == b["counts"]
+
+
+def test_semantic_threshold_change_reuses_embeddings(tmp_path: Path) -> None:
+    """A re-run with another dedup_semantic threshold re-resolves but does not re-embed."""
+    out = tmp_path / "out"
+    first = run([str(SAMPLES)], out, ["normalize", "dedup_semantic"])
+    assert not first["reused_stages"]
+    again = run([str(SAMPLES)], out, ["normalize", {"dedup_semantic": {"threshold": 0.99}}], resume=True)
+    assert again["reused_stages"] == ["read", "normalize"]
+    stats = json.loads(next((out / ".zhcurate").glob("02_dedup_semantic.stats.json")).read_text())
+    assert stats["fingerprints_reused"] is True and stats["params"]["threshold"] == 0.99
+    assert again["counts"]["input"] == first["counts"]["input"]

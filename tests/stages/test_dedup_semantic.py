@@ -307,14 +307,8 @@ def test_builtin_model_runs_offline_with_its_calibrated_threshold() -> None:
 
 
 def test_calibration_script_recommends_a_threshold_from_labelled_pairs(tiny_model_dir: Path, tmp_path: Path) -> None:
-    import importlib.util
+    from pipeline import calibrate
 
-    spec = importlib.util.spec_from_file_location(
-        "calibrate_semantic", Path(__file__).resolve().parents[2] / "bench" / "calibrate_semantic.py"
-    )
-    assert spec is not None and spec.loader is not None
-    calibrate = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(calibrate)
     pairs = tmp_path / "pairs.tsv"
     lines = [
         "写一首关于春天的诗\t创作一首描写春天的诗歌\t1",

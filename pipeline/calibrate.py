@@ -1,8 +1,8 @@
 """Choose the dedup_semantic threshold for a model by precision/recall on labelled sentence pairs.
 
-    python bench/calibrate_semantic.py                          # built-in model, hybrid similarity
-    python bench/calibrate_semantic.py --model BAAI/bge-small-zh-v1.5 --similarity cosine
-    python bench/calibrate_semantic.py --pairs my_pairs.tsv --min-precision 0.95 --json out.json
+    zhcurate calibrate                          # built-in model, hybrid similarity
+    zhcurate calibrate --model BAAI/bge-small-zh-v1.5 --similarity cosine
+    zhcurate calibrate --pairs my_pairs.tsv --min-precision 0.95 --json out.json
 
 Pair files are ``s1<TAB>s2<TAB>label`` lines, label 1 = same meaning, 0 = not (other labels are skipped).
 By default they are the LCQMC, BQ, ATEC and PAWSX validation sets in ``../shared/data/paraphrase/``.
@@ -32,9 +32,7 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
+# the shared development data beside a source checkout; installed elsewhere, pass --pairs or --data
 DEFAULT_DATA = REPO / ".." / "shared" / "data" / "paraphrase"
 DEFAULT_SETS = ("LCQMC", "BQ", "ATEC", "PAWSX")
 SELECTED = ("LCQMC", "BQ", "ATEC")
