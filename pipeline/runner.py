@@ -35,8 +35,8 @@ from pipeline.checkpoint import (
     load_stats,
     load_stats_fp,
     tmp_name,
-    write_pickle_atomic,
     write_json_atomic,
+    write_pickle_atomic,
     write_text_atomic,
 )
 from pipeline.collect import ReportCollector
