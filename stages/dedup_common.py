@@ -33,8 +33,9 @@ from typing import Literal
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from pydantic import Field, field_validator
 
-from stages.base import SEQ_COLUMN, StageResult, detail_json
+from stages.base import SEQ_COLUMN, StageParams, StageResult, detail_json
 from stages.minhash_kernel import empty_strings, int64_array, numeric_numpy, string_scalar, union_find
 
 QUALITY_COLUMN = "quality_score"
@@ -222,6 +223,21 @@ class DuplicateResolution:
 HashField = Literal["system", "instruction", "input", "output", "history"]
 DEFAULT_HASH_FIELDS: tuple[HashField, ...] = ("instruction", "input", "output", "history")
 FIELD_SEPARATOR = "\x1f"  # ASCII unit separator: never in real text
+
+
+class HashFieldsParams(StageParams):
+    """Parameters shared by the lexical dedup stages: ``fields`` compared (in this order, each once) and
+    ``normalize`` (compare normalized text rather than raw bytes; each stage says what it normalizes)."""
+
+    fields: tuple[HashField, ...] = Field(default=DEFAULT_HASH_FIELDS, min_length=1)
+    normalize: bool = True
+
+    @field_validator("fields")
+    @classmethod
+    def _unique(cls, v: tuple[HashField, ...]) -> tuple[HashField, ...]:
+        if len(set(v)) != len(v):
+            raise ValueError(f"fields must not repeat a field, got {list(v)}")
+        return v
 
 
 def history_text(history: pa.Array | pa.ChunkedArray, separator: str = FIELD_SEPARATOR) -> pa.Array:

@@ -17,13 +17,11 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pyarrow as pa
-from pydantic import Field, field_validator
 
 from stages.base import GlobalStage, StageParams, StageResult
 from stages.dedup_common import (
-    DEFAULT_HASH_FIELDS,
     DuplicateResolution,
-    HashField,
+    HashFieldsParams,
     RecordKeys,
     record_text,
 )
@@ -32,22 +30,12 @@ from stages.minhash_kernel import content_hashes
 REASON_EXACT = "duplicate_exact"
 
 
-class ExactDedupParams(StageParams):
+class ExactDedupParams(HashFieldsParams):
     """Parameters of ``dedup_exact``.
 
     ``fields``: which fields make up the content (in this order); ``normalize``: compare after NFKC, lower
     case and whitespace collapsing (false: compare the raw text byte for byte).
     """
-
-    fields: tuple[HashField, ...] = Field(default=DEFAULT_HASH_FIELDS, min_length=1)
-    normalize: bool = True
-
-    @field_validator("fields")
-    @classmethod
-    def _unique(cls, v: tuple[HashField, ...]) -> tuple[HashField, ...]:
-        if len(set(v)) != len(v):
-            raise ValueError(f"fields must not repeat a field, got {list(v)}")
-        return v
 
 
 @dataclass(frozen=True)

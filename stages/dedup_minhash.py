@@ -28,13 +28,12 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pyarrow as pa
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from stages.base import GlobalStage, StageParams, StageResult
 from stages.dedup_common import (
-    DEFAULT_HASH_FIELDS,
     DuplicateResolution,
-    HashField,
+    HashFieldsParams,
     RecordKeys,
     record_text,
 )
@@ -43,7 +42,7 @@ from stages.minhash_kernel import band_hashes, flatten, link_buckets, minhash_si
 REASON_NEAR = "duplicate_near"
 
 
-class MinHashParams(StageParams):
+class MinHashParams(HashFieldsParams):
     """Parameters of ``dedup_minhash`` (defaults chosen on bench/make_near_dups.py's benchmark).
 
     ``fields``: the fields compared, in order; ``ngram``: characters per shingle; ``num_perm``: signature
@@ -52,19 +51,10 @@ class MinHashParams(StageParams):
     whitespace and punctuation removed before shingling.
     """
 
-    fields: tuple[HashField, ...] = Field(default=DEFAULT_HASH_FIELDS, min_length=1)
     ngram: int = Field(default=3, ge=1, le=64)
     num_perm: int = Field(default=128, ge=8, le=1024)
     threshold: float = Field(default=0.7, gt=0.0, lt=1.0)
     seed: int = Field(default=42, ge=0, lt=2**63)
-    normalize: bool = True
-
-    @field_validator("fields")
-    @classmethod
-    def _unique(cls, v: tuple[HashField, ...]) -> tuple[HashField, ...]:
-        if len(set(v)) != len(v):
-            raise ValueError(f"fields must not repeat a field, got {list(v)}")
-        return v
 
     @property
     def bands_rows(self) -> tuple[int, int]:
