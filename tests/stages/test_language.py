@@ -12,23 +12,15 @@ import pytest
 from pydantic import ValidationError
 
 from pipeline.errors import ConfigError
-from schemas.record import CANONICAL_SCHEMA
-from stages.base import SEQ_COLUMN, StageResult
+from stages.base import StageResult
 from stages.language import LanguageParams, LanguageStage
+from tests.records import canonical_table
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "alpaca_zh"
 
 
 def make_table(rows: list[dict[str, Any]]) -> pa.Table:
-    cols: dict[str, list[Any]] = {name: [] for name in CANONICAL_SCHEMA.names}
-    for i, row in enumerate(rows):
-        cols["id"].append(f"t.json#{i}")
-        cols["source"].append("t.json")
-        for field in ("system", "instruction", "input", "output"):
-            cols[field].append(row.get(field, ""))
-        cols["history"].append(row.get("history", []))
-    table = pa.Table.from_pydict(cols, schema=CANONICAL_SCHEMA)
-    return table.append_column(SEQ_COLUMN, pa.array(range(len(rows)), pa.int64()))
+    return canonical_table(rows)
 
 
 def run(rows: list[dict[str, Any]], **params: Any) -> StageResult:
@@ -278,7 +270,7 @@ def test_batch_keeps_row_order_and_counts_profiles() -> None:
     res = run(rows)
     assert res.reasons == [None, "non_chinese", None, "code_switching"]
     assert res.table.column("language_profile").to_pylist() == ["zh", "latin", "zh+code", "zh+mixed"]
-    assert res.table.column("id").to_pylist() == [f"t.json#{i}" for i in range(4)]
+    assert res.table.column("id").to_pylist() == [f"t.jsonl#{i}" for i in range(4)]
     assert res.counters == {"profile.zh": 1, "profile.zh+code": 1, "allowed.code": 1}
     assert LanguageStage.added_columns == (("language_profile", pa.string()),)
 

@@ -15,29 +15,16 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from pipeline.registry import STAGES
-from schemas.record import CANONICAL_SCHEMA
 from stages.base import SEQ_COLUMN, StageResult
 from stages.normalize import NormalizeParams, NormalizeStage
+from tests.records import canonical_table
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "alpaca_zh"
 OFF = NormalizeParams(t2s="off")
 
 
 def table(*rows: dict[str, Any]) -> pa.Table:
-    full = [
-        {
-            "id": f"t.jsonl#{i}",
-            "source": "t.jsonl",
-            "system": r.get("system", ""),
-            "instruction": r.get("instruction", "指令"),
-            "input": r.get("input", ""),
-            "output": r.get("output", "回答"),
-            "history": r.get("history", []),
-        }
-        for i, r in enumerate(rows)
-    ]
-    t = pa.Table.from_pylist(full, schema=CANONICAL_SCHEMA)
-    return t.append_column(SEQ_COLUMN, pa.array(range(len(full)), pa.int64()))
+    return canonical_table(rows, {"instruction": "指令", "output": "回答"})
 
 
 def run(params: NormalizeParams | None = None, **fields: Any) -> tuple[dict[str, Any], StageResult]:

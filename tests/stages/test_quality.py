@@ -11,21 +11,18 @@ import pytest
 from pydantic import ValidationError
 
 from pipeline.registry import STAGES
-from schemas.record import CANONICAL_SCHEMA
-from stages.base import SEQ_COLUMN, StageResult
+from stages.base import StageResult
 from stages.quality import QualityParams, QualityStage
+from tests.records import canonical_table
 
 ALPACA_ZH = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "alpaca_zh"
 
 
 def table(*rows: tuple[str, str, str] | dict[str, Any]) -> pa.Table:
     """Records from (instruction, input, output) triples or dicts of canonical fields."""
-    records = []
-    for i, r in enumerate(rows):
-        rec = dict(zip(("instruction", "input", "output"), r, strict=True)) if isinstance(r, tuple) else dict(r)
-        records.append({"id": f"t.json#{i}", "source": "t.json", "system": "", "input": "", "history": [], **rec})
-    t = pa.Table.from_pylist(records, schema=CANONICAL_SCHEMA)
-    return t.append_column(SEQ_COLUMN, pa.array(range(len(records)), type=pa.int64()))
+    return canonical_table(
+        dict(zip(("instruction", "input", "output"), r, strict=True)) if isinstance(r, tuple) else r for r in rows
+    )
 
 
 def run(*rows: tuple[str, str, str] | dict[str, Any], **params: Any) -> StageResult:

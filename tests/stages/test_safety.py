@@ -14,30 +14,17 @@ from pydantic import ValidationError
 
 from pipeline.errors import ConfigError
 from pipeline.registry import STAGES
-from schemas.record import CANONICAL_SCHEMA
-from stages.base import SEQ_COLUMN, StageResult
+from stages.base import StageResult
 from stages.safety import SafetyParams, SafetyStage
 from stages.safety_lexicon import Category, compact, read_terms
 from stages.safety_train import SafetyClassifier, novel_keys
+from tests.records import canonical_table
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 
 
 def table(*rows: dict[str, Any]) -> pa.Table:
-    full = [
-        {
-            "id": f"t.jsonl#{i}",
-            "source": "t.jsonl",
-            "system": r.get("system", ""),
-            "instruction": r.get("instruction", "请回答。"),
-            "input": r.get("input", ""),
-            "output": r.get("output", "好的。"),
-            "history": r.get("history", []),
-        }
-        for i, r in enumerate(rows)
-    ]
-    t = pa.Table.from_pylist(full, schema=CANONICAL_SCHEMA)
-    return t.append_column(SEQ_COLUMN, pa.array(range(len(full)), pa.int64()))
+    return canonical_table(rows, {"instruction": "请回答。", "output": "好的。"})
 
 
 _STAGES: dict[str, SafetyStage] = {}
