@@ -21,13 +21,13 @@ Method = Literal["process", "fingerprint", "decide"]
 
 def call(stage: Stage, method: Method, batch: Any, context: Any = None) -> Any:
     """Run one stage method on one batch (the one place that knows the method names)."""
-    if method == "process":
-        assert isinstance(stage, RecordStage)
+    if method == "process" and isinstance(stage, RecordStage):
         return stage.process(batch)
-    assert isinstance(stage, GlobalStage)
-    if method == "fingerprint":
+    if method == "fingerprint" and isinstance(stage, GlobalStage):
         return stage.fingerprint(batch)
-    return stage.decide(batch, context)
+    if method == "decide" and isinstance(stage, GlobalStage):
+        return stage.decide(batch, context)
+    raise TypeError(f"stage '{stage.name}' ({type(stage).__name__}) has no method '{method}'")
 
 
 def resolve(engine: Engine, stage: GlobalStage, batches: Iterable[Any]) -> Any:
