@@ -10,9 +10,7 @@ count of each reason and profile per file and in total, and random samples of ea
 from __future__ import annotations
 
 import argparse
-import json
 import random
-import re
 import sys
 import time
 from collections import Counter
@@ -23,6 +21,8 @@ import pyarrow as pa
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import alpaca_data  # noqa: E402  (bench/ is on sys.path when run as a script)
+
 from schemas.record import CANONICAL_SCHEMA  # noqa: E402
 from stages.base import SEQ_COLUMN  # noqa: E402
 from stages.language import LanguageStage  # noqa: E402
@@ -32,12 +32,7 @@ DATA = ROOT / ".." / "shared" / "data" / "alpaca_zh"
 
 def load_lenient(path: Path) -> list[dict[str, str]]:
     """A JSON array of Alpaca rows; a trailing comma before the closing bracket is forgiven."""
-    text = path.read_text(encoding="utf-8")
-    try:
-        rows = json.loads(text)
-    except json.JSONDecodeError:
-        rows = json.loads(re.sub(r",\s*\]\s*$", "]", text))
-    return list(rows)
+    return alpaca_data.read_alpaca_file(path)
 
 
 def to_table(name: str, rows: list[dict[str, str]], seq0: int) -> pa.Table:

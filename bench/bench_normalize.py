@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import time
 from pathlib import Path
@@ -20,6 +19,8 @@ from pathlib import Path
 import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import alpaca_data
 
 from schemas.record import CANONICAL_SCHEMA
 from stages.base import SEQ_COLUMN
@@ -31,11 +32,7 @@ DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "alpaca_
 def load_alpaca(folder: Path) -> pa.Table:
     rows: list[dict[str, object]] = []
     for path in sorted(folder.glob("*.json")):
-        text = path.read_text(encoding="utf-8")
-        try:
-            records = json.loads(text)
-        except json.JSONDecodeError:
-            records = json.loads(re.sub(r",\s*\]\s*$", "]", text))  # the trailing-comma file
+        records = alpaca_data.read_alpaca_file(path)
         for i, r in enumerate(records):
             rows.append(
                 {

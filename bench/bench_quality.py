@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import re
 import sys
 import time
 from collections import Counter
@@ -24,32 +23,19 @@ import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import alpaca_data
+
 from schemas.record import CANONICAL_SCHEMA
 from stages.base import SEQ_COLUMN
 from stages.quality import QualityParams, QualityStage
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "alpaca_zh"
-_TRAILING_COMMA = re.compile(r",(\s*)$")
-
-
-def load_lenient(path: Path) -> list[dict[str, str]]:
-    """json.loads, removing a trailing comma right before the position each decode error points at."""
-    text = path.read_text(encoding="utf-8")
-    for _ in range(1000):
-        try:
-            return list(json.loads(text))
-        except json.JSONDecodeError as e:
-            m = _TRAILING_COMMA.search(text, 0, e.pos)
-            if m is None:
-                raise
-            text = text[: m.start()] + m.group(1) + text[m.end() :]
-    raise ValueError(f"{path}: too many trailing commas")
 
 
 def load_table() -> pa.Table:
     rows = []
     for path in sorted(DATA.glob("*.json")):
-        for i, r in enumerate(load_lenient(path)):
+        for i, r in enumerate(alpaca_data.read_alpaca_file(path)):
             rows.append(
                 {
                     "id": f"{path.name}#{i}",

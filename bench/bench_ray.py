@@ -27,6 +27,8 @@ import pyarrow.parquet as pq
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import alpaca_data  # noqa: E402  (bench/ is on sys.path when run as a script)
+
 from pipeline.engine_ray import RayEngine  # noqa: E402
 from pipeline.recipe import build_recipe  # noqa: E402
 from pipeline.runner import Runner, RunOptions  # noqa: E402
@@ -58,11 +60,7 @@ def make_input(folder: Path, copies: int, seed: int) -> int:
     """Write the replicated, perturbed records as JSONL files (one per copy); returns the record count."""
     records: list[dict[str, Any]] = []
     for path in sorted(ALPACA_ZH.glob("*.json")):
-        try:
-            records += json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError:  # the one file with a trailing comma: read it as the reader would
-            text = path.read_text(encoding="utf-8").rstrip().rstrip("]").rstrip().rstrip(",") + "]"
-            records += json.loads(text)
+        records += alpaca_data.read_alpaca_file(path)
     rng = random.Random(seed)
     n = 0
     for copy in range(copies):

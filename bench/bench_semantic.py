@@ -41,6 +41,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+import alpaca_data  # noqa: E402  (bench/ is on sys.path when run as a script)
+
 from schemas.record import CANONICAL_SCHEMA  # noqa: E402
 from stages.dedup_semantic import (  # noqa: E402
     SemanticDedupParams,
@@ -59,15 +61,7 @@ SYNONYMS = (("写", "撰写"), ("解释", "说明"), ("描述", "描写"), ("列
 
 def load_alpaca() -> list[dict[str, str]]:
     """All Alpaca-zh rows; a file with a trailing comma (one of them has) is read leniently."""
-    rows: list[dict[str, str]] = []
-    for path in sorted(ALPACA.glob("*.json")):
-        text = path.read_text(encoding="utf-8")
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError:
-            data = json.loads(re.sub(r",\s*([\]}])", r"\1", text))
-        rows += [{k: str(r.get(k) or "") for k in ("instruction", "input", "output")} for r in data]
-    return rows
+    return alpaca_data.load_alpaca(ALPACA)
 
 
 def _chinese(text: str) -> bool:

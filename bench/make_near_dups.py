@@ -23,7 +23,6 @@ How it is built (seeded, so the same command gives the same file):
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import re
 import sys
@@ -34,6 +33,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import alpaca_data
 
 from schemas.record import CANONICAL_SCHEMA
 from stages.dedup_common import record_text
@@ -50,16 +51,7 @@ SENTENCE = re.compile(r"[^。！？!?\n]+[。！？!?]")
 
 def load_alpaca(path: Path = DATA) -> list[dict[str, str]]:
     """All Alpaca-zh records, in file order; a trailing comma before ] or } is forgiven."""
-    rows: list[dict[str, str]] = []
-    for f in sorted(path.glob("*.json")):
-        text = f.read_text(encoding="utf-8")
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError:
-            data = json.loads(re.sub(r",\s*([\]}])", r"\1", text))
-        for r in data:
-            rows.append({k: str(r.get(k) or "") for k in ("instruction", "input", "output")})
-    return rows
+    return alpaca_data.load_alpaca(path)
 
 
 def distinct_bases(rows: list[dict[str, str]]) -> list[dict[str, str]]:
