@@ -91,15 +91,6 @@ def clean_tmp(folder: Path) -> None:
                 f.unlink(missing_ok=True)
 
 
-def load_stats_fp(checkpoint: Path) -> str:
-    """The fingerprint of the step that wrote ``checkpoint`` (``NN_name.parquet``), from its stats file."""
-    stats = checkpoint.with_name(checkpoint.name.replace(".parquet", ".stats.json"))
-    try:
-        return str(json.loads(stats.read_text(encoding="utf-8")).get("fingerprint", ""))
-    except (OSError, json.JSONDecodeError):
-        return ""
-
-
 def write_pickle_atomic(path: Path, key: str, obj: Any) -> None:
     """Cached fingerprints (numpy arrays) with the key they were made for."""
     tmp = tmp_name(path)

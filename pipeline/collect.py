@@ -92,6 +92,15 @@ class _Side:
                 pc.sum(pc.cast(pc.fill_null(table.column("safety_refusal"), False), pa.int64())).as_py() or 0
             )
 
+    def merge(self, other: _Side) -> None:
+        self.n += other.n
+        _add(self.instruction_len, other.instruction_len)
+        _add(self.output_len, other.output_len)
+        _add(self.quality_score, other.quality_score)
+        self.task_types.update(other.task_types)
+        self.language_profile.update(other.language_profile)
+        self.refusals += other.refusals
+
     def result(self) -> dict[str, Any]:
         return {
             "n": self.n,
@@ -189,6 +198,21 @@ class ReportCollector:
         if isinstance(size, int) and size >= 2:
             self.cluster_drops[size] += 1
 
+    def merge(self, other: ReportCollector) -> None:
+        """Add what ``other`` gathered from the batches that come *after* this one's (a worker's part of a step,
+        merged in input order: the examples of each reason stay the first ones in input order)."""
+        self.kept.merge(other.kept)
+        self.dropped.merge(other.dropped)
+        for reason, rows in other.examples.items():
+            bucket = self.examples.setdefault(reason, [])
+            bucket.extend(rows[: max(0, self.examples_per_reason - len(bucket))])
+        for reason, counter in other.categories.items():
+            self.categories.setdefault(reason, Counter()).update(counter)
+        self.cluster_drops.update(other.cluster_drops)
+        if len(other._sample_keys):
+            self._keep_smallest(other._sample_keys, other._sample_text)
+        self.seconds += other.seconds
+
     def _sample(self, table: pa.Table) -> None:
         keys = _mix(table.column("_seq").to_numpy(zero_copy_only=False))
         if len(self._sample_keys) >= self.sample_size:
@@ -198,8 +222,11 @@ class ReportCollector:
         if len(cand) == 0:
             return
         texts = table.column("instruction").take(pa.array(cand, pa.int64())).to_pylist()
-        all_keys = np.concatenate([self._sample_keys, keys[cand]])
-        all_text = self._sample_text + [t or "" for t in texts]
+        self._keep_smallest(keys[cand], [t or "" for t in texts])
+
+    def _keep_smallest(self, keys: np.ndarray, texts: list[str]) -> None:
+        all_keys = np.concatenate([self._sample_keys, keys])
+        all_text = self._sample_text + texts
         order = np.argsort(all_keys, kind="stable")[: self.sample_size]
         self._sample_keys = all_keys[order]
         self._sample_text = [all_text[i] for i in order]

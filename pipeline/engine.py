@@ -12,9 +12,16 @@ import multiprocessing as mp
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
-from typing import Any, Literal, Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from stages.base import GlobalStage, RecordStage, Stage
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from pipeline.parts import PartReport
+    from pipeline.recipe import Recipe
 
 Method = Literal["process", "fingerprint", "decide"]
 
@@ -45,6 +52,36 @@ class Engine(Protocol):
 
     def map(self, stage: Stage, method: Method, batches: Iterable[Any], context: Any = None) -> Iterator[Any]:
         """``call(stage, method, batch, context)`` for every batch, results in input order."""
+        ...
+
+
+@runtime_checkable
+class PartsEngine(Protocol):
+    """An engine that runs whole steps on its workers, which read and write the checkpoint parts themselves
+    (see :mod:`pipeline.parts`); the runner gets only their reports (:class:`~pipeline.parts.PartReport`)."""
+
+    def read_parts(
+        self, files: list[Path], prefixes: list[str], recipe: Recipe, step_dir: Path
+    ) -> Iterator[PartReport]:
+        """Read every input file into parts under ``step_dir``; a report per part, in any order."""
+        ...
+
+    def map_parts(
+        self,
+        stage: Stage,
+        method: Method,
+        inputs: list[Path],
+        step_dir: Path,
+        schema: pa.Schema,
+        batch_size: int,
+        context: Any = None,
+    ) -> Iterator[PartReport]:
+        """Run ``process`` (or ``decide`` with the resolution ``context``) over the records of ``inputs`` (Parquet
+        files in input order) and write the kept and dropped records as parts under ``step_dir``."""
+        ...
+
+    def resolve_parts(self, stage: GlobalStage, inputs: list[Path]) -> Any:
+        """Fingerprint the records of ``inputs`` and resolve them (the global stage's resolution)."""
         ...
 
 

@@ -1,40 +1,45 @@
 """The Ray engine: the same stages, unchanged, on a Ray cluster (``zhcurate run --engine ray``).
 
-:class:`RayEngine` implements the one engine method, :meth:`RayEngine.map`, with Ray Data: the batches go to
-the object store, ``ray.data.from_arrow_refs`` makes them the blocks of a dataset, and ``map_batches`` runs
-them through a pool of actors (:class:`_StageActor`), each of which builds and ``setup()``s the stage once
-(a model is loaded once per worker, not once per batch). Results come back to the runner in input order: every
-input row carries its batch number and row, the output is reassembled by that number, and the runner books them
-in order — which is why a Ray run gives the same records, reasons and kept twins as the local engine.
+:class:`RayEngine` runs whole steps on the workers (the :class:`~pipeline.engine.PartsEngine` methods), so no
+record passes through the driver:
 
-Encoding of the results (Arrow end to end where possible):
+* ``read_parts``: one Ray task per input file reads it (the same salvaging reader as the local engine, the same
+  ``_seq`` and ids) and writes the step's parts (:mod:`pipeline.parts`).
+* ``map_parts``: ``ray.data.read_parquet`` over the previous step's parts, then ``map_batches`` through a pool
+  of actors (:class:`_PartActor`), each of which builds and ``setup()``s the stage once (a model is loaded once
+  per worker, not once per batch), runs it batch by batch and writes its kept and dropped records as parts of
+  the step. Only a small report per part comes back. Ray Data streams: blocks are read as actors are free.
+* ``resolve_parts``: global stages at cluster scale. MinHash (stages with the :class:`pipeline.ray_lsh.BandedStage`
+  hooks): signatures on the workers, band buckets grouped by a Ray Data ``groupby`` shuffle, only candidate
+  pairs on the driver. Exact dedup (:class:`pipeline.ray_lsh.HashedStage`): content hashes grouped by a
+  shuffle, only the members of duplicate groups on the driver. Semantic dedup: embeddings on the workers (GPU
+  workers when the cluster has them), a FAISS IVF index trained from a sample and searched in shards
+  (:mod:`pipeline.ray_semantic`). Any other global stage fingerprints on the workers and resolves on the
+  driver. The resolution then travels once through the object store to the ``decide`` actors.
 
-* ``process`` / ``decide`` return the stage's table with three more columns — the reason, the detail and,
-  on the batch's first row, the batch's counters as JSON — so a :class:`~stages.base.StageResult` round-trips
-  exactly.
-* ``fingerprint`` returns one row per batch holding the pickled fingerprint (a fingerprint is whatever
-  compact, picklable object the stage makes).
+Results equal the local engine's: parts are named and merged in input order, and every choice of a kept twin
+depends on ``quality_score`` and ``_seq`` only, never on the order Ray finishes things in.
 
-Deduplication at cluster scale: a global stage with the banding hooks of
-:class:`pipeline.ray_lsh.BandedStage` (the MinHash stage has them) is resolved by :meth:`RayEngine.resolve`
-without bringing the signatures to the driver: they are computed on the workers, band buckets are grouped
-with a Ray Data ``groupby`` (a hash shuffle), and only candidate pairs, verified pairs and the few records
-they name come to the driver, which clusters them by union-find (see :mod:`pipeline.ray_lsh`). Other global
-stages fingerprint on the workers and resolve on the driver; ``decide`` always runs on the workers.
+:meth:`RayEngine.map` (the plain :class:`~pipeline.engine.Engine` method: batches in, results out, in order)
+remains for callers that hold batches in memory: batches go to the object store, ``map_batches`` runs them,
+and the results are reassembled by batch number.
 
 Fault tolerance is Ray's: an actor whose process dies is restarted and the batch it was running is retried
-(Ray Data's actor pools use ``max_restarts=-1``, ``max_task_retries=-1``); the stage is set up again in the
-new process. Stages are pure functions of their batch, so a retried batch gives the same result. A batch
-whose stage raises an exception is not retried: the run fails with the stage named.
+(Ray Data's actor pools use ``max_restarts=-1``, ``max_task_retries=-1``; read tasks are retried up to 3
+times); the stage is set up again in the new process. Stages are pure functions of their batch and parts are
+written under a temporary name and renamed, so a retried batch rewrites the same part with the same records.
+A batch whose stage raises an exception is not retried: the run fails with the stage named.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import pickle
 from collections.abc import Iterable, Iterator
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -42,7 +47,11 @@ import pyarrow.compute as pc
 
 from pipeline.engine import Method, call
 from pipeline.errors import ConfigError
+from pipeline.parts import PART_ROWS, PartReport, book_part, count_rows, read_part
 from stages.base import GlobalStage, Stage, StageResult
+
+if TYPE_CHECKING:
+    from pipeline.recipe import Recipe
 
 BATCH_COLUMN = "__zh_batch"
 REASON_COLUMN = "__zh_reason"
@@ -93,6 +102,44 @@ class _StageActor:
             return encode_result(result, index)
         payload = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
         return pa.table({BATCH_COLUMN: _positions(index, 1), PAYLOAD_COLUMN: pa.array([payload], pa.large_binary())})
+
+
+class _PartActor:
+    """One Ray Data actor of a step: runs the stage over each block it gets and writes the block's kept and dropped
+    records as parts of the step (see :func:`pipeline.parts.book_part`); returns the pickled report."""
+
+    def __init__(
+        self, stage: Stage, method: Method, context: list[Any], step_dir: str, schema: pa.Schema, batch_size: int
+    ) -> None:
+        import ray
+
+        stage.setup()
+        self.stage, self.method, self.schema, self.batch_size = stage, method, schema, batch_size
+        self.step_dir = Path(step_dir)
+        self.context = ray.get(context[0]) if context else None
+
+    def __call__(self, block: pa.Table) -> pa.Table:
+        report = book_part(self.stage, self.method, block, self.context, self.step_dir, self.schema, self.batch_size)
+        return _payload_table(report)
+
+
+def _payload_table(obj: Any) -> pa.Table:
+    return pa.table(
+        {PAYLOAD_COLUMN: pa.array([pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)], pa.large_binary())}
+    )
+
+
+def _payloads(ds: Any) -> Iterator[Any]:
+    for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
+        for payload in batch.column(PAYLOAD_COLUMN).to_pylist():
+            yield pickle.loads(payload)
+
+
+def _read_file(
+    path: str, index: int, prefix: str, fmt: str, fields: dict[str, str], batch_size: int, step_dir: str
+) -> list[PartReport]:
+    """A Ray task: read one input file into parts (run on a worker)."""
+    return read_part(Path(path), index, prefix, fmt, fields, batch_size, Path(step_dir))
 
 
 def _positions(index: int, n: int) -> pa.Array:
@@ -220,6 +267,67 @@ class RayEngine:
             outputs = ds.iter_batches(batch_size=None, batch_format="pyarrow")
         yield from _reassemble(outputs, [1 if method == "fingerprint" else n for n in sizes], method, done)
 
+    # ------------------------------------------------------------------ whole steps on the workers
+    def read_parts(
+        self, files: list[Path], prefixes: list[str], recipe: Recipe, step_dir: Path
+    ) -> Iterator[PartReport]:
+        """One task per input file, all submitted at once (Ray schedules them as CPUs free up); reports as
+        the tasks finish. Paths travel absolute (a worker's working folder is not the driver's); the record
+        ``source`` stays as the user gave it."""
+        read = self._ray.remote(_read_file).options(num_cpus=1, max_retries=3)
+        pending = [
+            read.remote(
+                str(path), i, prefix, recipe.format, dict(recipe.fields), recipe.batch_size, str(step_dir.resolve())
+            )
+            for i, (path, prefix) in enumerate(zip(files, prefixes, strict=True))
+        ]
+        while pending:
+            done, pending = self._ray.wait(pending, num_returns=1)
+            yield from self._ray.get(done[0])
+
+    def map_parts(
+        self,
+        stage: Stage,
+        method: Method,
+        inputs: list[Path],
+        step_dir: Path,
+        schema: pa.Schema,
+        batch_size: int,
+        context: Any = None,
+    ) -> Iterator[PartReport]:
+        """``map_batches`` over the records of ``inputs`` in blocks of up to :data:`~pipeline.parts.PART_ROWS`;
+        each actor writes its parts under ``step_dir`` and returns their reports."""
+        rows = sum(count_rows(p) for p in inputs)
+        if not rows:
+            return
+        context_box = [self._ray.put(context)] if context is not None else []
+        ds = self.records(inputs).map_batches(
+            _PartActor,
+            batch_size=PART_ROWS,
+            batch_format="pyarrow",
+            fn_constructor_args=(stage, method, context_box, str(step_dir.resolve()), schema, batch_size),
+            compute=self.actors(math.ceil(rows / PART_ROWS)),
+            num_cpus=1,
+        )
+        yield from _payloads(ds)
+
+    def resolve_parts(self, stage: GlobalStage, inputs: list[Path]) -> Any:
+        """The stage's resolution over the records of ``inputs``, computed on the cluster."""
+        rows = sum(count_rows(p) for p in inputs)
+        if not rows:
+            return stage.resolve([])
+        return self._resolve_dataset(stage, self.records(inputs), math.ceil(rows / PART_ROWS))
+
+    def records(self, inputs: list[Path]) -> Any:
+        """A Ray dataset of the records of these Parquet files, in input order."""
+        import pyarrow.fs
+        import ray.data
+
+        # the output folder is a local (or network-mounted) file system on every node
+        return ray.data.read_parquet(
+            [str(p.resolve()) for p in inputs], filesystem=pyarrow.fs.LocalFileSystem(), file_extensions=["parquet"]
+        )
+
     # ------------------------------------------------------------------ helpers (also used by pipeline.ray_lsh)
     def put_batches(self, batches: Iterable[pa.Table]) -> tuple[list[Any], list[int], dict[int, pa.Table]]:
         """Each batch with rows, numbered, into the object store (which spills to disk when full).
@@ -242,10 +350,12 @@ class RayEngine:
         return ray.data.from_arrow_refs(refs)
 
     def actors(self, blocks: int, gpu: bool = False) -> Any:
-        """The actor pool strategy for a map over ``blocks`` blocks."""
+        """The actor pool strategy for a map over ``blocks`` blocks: from one actor up to one per worker (or GPU).
+        Not a fixed pool of every CPU: a dataset read from files first lists them in a task that needs a CPU too,
+        and a pool holding all of them would wait for it forever (seen with Ray 2.60 on 2 CPUs)."""
         import ray.data
 
-        return ray.data.ActorPoolStrategy(size=max(1, min(self.gpus if gpu else self.workers, blocks)))
+        return ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, min(self.gpus if gpu else self.workers, blocks)))
 
     def _wants_gpu(self, stage: Stage, method: Method) -> bool:
         """Embeddings go to GPU workers when the cluster has GPUs and the stage may use them."""
@@ -254,17 +364,45 @@ class RayEngine:
 
     # ------------------------------------------------------------------ cluster-scale dedup
     def resolve(self, stage: GlobalStage, batches: Iterable[Any]) -> Any:
-        """Fingerprint and resolve a global stage on the cluster.
+        """Fingerprint and resolve a global stage on the cluster, from batches held in memory (see
+        :meth:`resolve_parts` for the runner's way, from checkpoint parts)."""
+        refs, _, _ = self.put_batches(batches)  # batches without rows have no records to deduplicate
+        if not refs:
+            return stage.resolve([])
+        return self._resolve_dataset(stage, self.dataset(refs).drop_columns([BATCH_COLUMN]), len(refs))
 
-        A stage with the :class:`BandedStage` hooks is resolved by grouping band buckets on the workers
-        (see the module docstring); any other global stage fingerprints on the workers and resolves on the
-        driver, as with the local engine.
-        """
-        from pipeline.ray_lsh import BandedStage, resolve_banded
+    def _resolve_dataset(self, stage: GlobalStage, records: Any, blocks: int) -> Any:
+        from pipeline.ray_lsh import BandedStage, HashedStage, resolve_banded, resolve_hashed
+        from stages.dedup_semantic import SemanticDedupStage
 
-        if not isinstance(stage, BandedStage):
-            return stage.resolve(list(self.map(stage, "fingerprint", batches)))
-        return resolve_banded(self, stage, batches)
+        if isinstance(stage, BandedStage):
+            return resolve_banded(self, stage, records, blocks)
+        if isinstance(stage, HashedStage):
+            return resolve_hashed(self, stage, records, blocks)
+        if isinstance(stage, SemanticDedupStage):
+            from pipeline.ray_semantic import resolve_semantic
+
+            return resolve_semantic(self, stage, records, blocks=blocks, batch_size=PART_ROWS)
+        fingerprints = records.map_batches(
+            _FingerprintActor,
+            batch_size=PART_ROWS,
+            batch_format="pyarrow",
+            fn_constructor_args=(stage,),
+            compute=self.actors(blocks),
+            num_cpus=1,
+        )
+        return stage.resolve(list(_payloads(fingerprints)))
+
+
+class _FingerprintActor:
+    """Fingerprints blocks for a global stage resolved on the driver (the stage is set up once per actor)."""
+
+    def __init__(self, stage: GlobalStage) -> None:
+        stage.setup()
+        self.stage = stage
+
+    def __call__(self, block: pa.Table) -> pa.Table:
+        return _payload_table(self.stage.fingerprint(block))
 
 
 def _reassemble(

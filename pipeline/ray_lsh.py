@@ -31,11 +31,10 @@ import numpy as np
 import pyarrow as pa
 
 from pipeline.engine_ray import BATCH_COLUMN, COUNTERS_COLUMN
+from pipeline.parts import PART_ROWS
 from stages.base import SEQ_COLUMN
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
-
     from pipeline.engine_ray import RayEngine
 
 _SIG = "__zh_sig"
@@ -91,7 +90,9 @@ class _SignatureActor:
         self.stage = stage
 
     def __call__(self, block: pa.Table) -> pa.Table:
-        fp = self.stage.fingerprint(block.drop_columns([BATCH_COLUMN]))
+        if BATCH_COLUMN in block.column_names:
+            block = block.drop_columns([BATCH_COLUMN])
+        fp = self.stage.fingerprint(block)
         sig = np.ascontiguousarray(fp.signatures)
         buckets = np.ascontiguousarray(self.stage.band_buckets(sig), dtype=np.uint32)
         n = len(fp.keys)
@@ -224,27 +225,20 @@ def _unique_pairs(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     return a[keep], b[keep]
 
 
-def resolve_banded(engine: RayEngine, stage: BandedStage, batches: Iterable[pa.Table]) -> Any:
-    """The stage's resolution, computed as described in the module docstring."""
+def resolve_banded(engine: RayEngine, stage: BandedStage, records: Any, blocks: int) -> Any:
+    """The stage's resolution, computed as described in the module docstring. ``records`` is a Ray dataset of the
+    stage's input records (about ``blocks`` blocks)."""
     import ray
 
-    refs, _, _ = engine.put_batches(batches)  # batches without rows have no records to deduplicate
-    if not refs:
-        return stage.resolve([])
     parts = engine.partitions
-    signatures = (
-        engine.dataset(refs)
-        .map_batches(
-            _SignatureActor,
-            batch_size=None,
-            batch_format="pyarrow",
-            fn_constructor_args=(stage,),
-            compute=engine.actors(len(refs)),
-            num_cpus=1,
-        )
-        .materialize()
-    )
-    del refs
+    signatures = records.map_batches(
+        _SignatureActor,
+        batch_size=PART_ROWS,
+        batch_format="pyarrow",
+        fn_constructor_args=(stage,),
+        compute=engine.actors(blocks),
+        num_cpus=1,
+    ).materialize()
     counters: Counter[str] = Counter()
     for batch in signatures.select_columns([COUNTERS_COLUMN]).iter_batches(batch_size=None, batch_format="pyarrow"):
         for text in batch.column(COUNTERS_COLUMN).drop_null().to_pylist():
@@ -305,3 +299,97 @@ def _keys_and_signatures(table: pa.Table, involved: np.ndarray) -> tuple[Any, np
         table.column(_QUALITY).to_numpy(),
     )
     return keys, _matrix(table.column(_SIG))
+
+
+# ---------------------------------------------------------------------------------------------- exact dedup
+@runtime_checkable
+class HashedStage(Protocol):
+    """Optional hooks of a global stage whose duplicates are records with equal content hashes (``dedup_exact``):
+    ``fingerprint(batch)`` returns an object with ``keys`` (:class:`stages.dedup_common.RecordKeys`) and
+    ``hashes`` (an (n, 2) uint64 array)."""
+
+    def fingerprint(self, batch: pa.Table) -> Any: ...
+
+    def resolve(self, fingerprints: Any) -> Any: ...
+
+    def resolve_labels(self, keys: Any, labels: np.ndarray) -> Any:
+        """The resolution from cluster labels of some records (records left out are alone in their cluster)."""
+        ...
+
+
+class _HashActor:
+    """Content hashes of a block, with the keys that choose the kept twin and a shuffle partition."""
+
+    def __init__(self, stage: HashedStage, partitions: int) -> None:
+        setup = getattr(stage, "setup", None)
+        if setup is not None:
+            setup()
+        self.stage, self.partitions = stage, partitions
+
+    def __call__(self, block: pa.Table) -> pa.Table:
+        fp = self.stage.fingerprint(block)
+        hashes = np.asarray(fp.hashes, dtype=np.uint64).reshape(-1, 2)
+        return pa.table(
+            {
+                _PART: (hashes[:, 0] % np.uint64(self.partitions)).astype(np.int64),
+                "h0": hashes[:, 0],
+                "h1": hashes[:, 1],
+                SEQ_COLUMN: pa.array(fp.keys.seq, pa.int64()),
+                "id": fp.keys.ids,
+                _QUALITY: pa.array(fp.keys.quality, pa.float64()),
+            }
+        )
+
+
+def _duplicate_groups(group: pa.Table) -> pa.Table:
+    """The members of every group of equal hashes with two or more members, labelled by the group's first
+    ``_seq`` (one shuffle partition; members of a hash are all in the same partition)."""
+    h0, h1 = group.column("h0").to_numpy(), group.column("h1").to_numpy()
+    seq = group.column(SEQ_COLUMN).to_numpy()
+    order = np.lexsort((seq, h1, h0))
+    h0, h1 = h0[order], h1[order]
+    new = np.ones(len(order), bool)
+    new[1:] = (h0[1:] != h0[:-1]) | (h1[1:] != h1[:-1])
+    start = np.flatnonzero(new)
+    size = np.diff(np.append(start, len(order)))
+    group_of = np.cumsum(new) - 1
+    member = size[group_of] >= 2
+    label = seq[order][start][group_of]
+    rows = order[member]
+    return (
+        group.take(pa.array(rows, pa.int64()))
+        .select([SEQ_COLUMN, "id", _QUALITY])
+        .append_column("label", pa.array(label[member], pa.int64()))
+    )
+
+
+def resolve_hashed(engine: RayEngine, stage: HashedStage, records: Any, blocks: int) -> Any:
+    """Exact duplicates at cluster scale: hashes computed on the workers and grouped by a ``groupby`` shuffle on
+    the hash; only the members of duplicate groups (their keys and group label) come to the driver, which
+    resolves them with the stage's own rule (highest quality, then smallest ``_seq``: order-independent)."""
+    from stages.dedup_common import RecordKeys
+
+    parts = engine.partitions
+    members = (
+        records.map_batches(
+            _HashActor,
+            batch_size=PART_ROWS,
+            batch_format="pyarrow",
+            fn_constructor_args=(stage, parts),
+            compute=engine.actors(blocks),
+            num_cpus=1,
+        )
+        .groupby(_PART, num_partitions=parts)
+        .map_groups(_duplicate_groups, batch_format="pyarrow")
+    )
+    found = list(members.iter_batches(batch_size=None, batch_format="pyarrow"))
+    table = pa.concat_tables(found) if found else None
+    if table is None or not table.num_rows:
+        return stage.resolve([])
+    table = table.take(pa.array(np.argsort(table.column(SEQ_COLUMN).to_numpy(), kind="stable"), pa.int64()))
+    keys = RecordKeys(
+        table.column(SEQ_COLUMN).to_numpy(),
+        table.column("id").combine_chunks().cast(pa.large_string()),
+        table.column(_QUALITY).to_numpy(),
+    )
+    return stage.resolve_labels(keys, table.column("label").to_numpy())

@@ -30,6 +30,9 @@ from schemas.record import CANONICAL_SCHEMA
 from stages.base import SEQ_COLUMN, detail_json
 
 WORK_SCHEMA = CANONICAL_SCHEMA.append(pa.field(SEQ_COLUMN, pa.int64()))
+SEQ_FILE_SHIFT = 40
+"""``_seq`` = (input file's index << 40) + the unit's position in its file: the input order, and known without
+reading the files before it (so that files can be read in parallel, as on Ray, with the same ``_seq``)."""
 _TEXT_KEYS = ("system", "instruction", "input", "output")
 
 
@@ -87,20 +90,31 @@ def id_prefixes(files: list[Path]) -> list[str]:
 class Reader:
     """Reads every input file into canonical batches of ``batch_size`` records."""
 
-    def __init__(self, files: list[Path], fmt: str, fields: dict[str, str], batch_size: int) -> None:
+    def __init__(
+        self,
+        files: list[Path],
+        fmt: str,
+        fields: dict[str, str],
+        batch_size: int,
+        prefixes: list[str] | None = None,
+        first_index: int = 0,
+    ) -> None:
+        """``prefixes`` (the record id prefixes) and ``first_index`` (the first file's index among all inputs)
+        let a worker read some of the inputs exactly as a reader of all of them would."""
         self.files = files
         self.fmt = fmt
         self.fields = fields
         self.batch_size = batch_size
         self.infos = [FileInfo(path=str(f), container=container_of(f)) for f in files]
-        self.prefixes = id_prefixes(files)
+        self.prefixes = prefixes if prefixes is not None else id_prefixes(files)
+        self.first_index = first_index
 
     def __iter__(self) -> Iterator[ReadChunk]:
-        seq = 0
         rows: list[dict[str, Any]] = []
         rejected: list[dict[str, Any]] = []
         quarantine: list[dict[str, Any]] = []
-        for path, info, prefix in zip(self.files, self.infos, self.prefixes):
+        for k, (path, info, prefix) in enumerate(zip(self.files, self.infos, self.prefixes, strict=True)):
+            seq = (self.first_index + k) << SEQ_FILE_SHIFT
             fmt: str | None = None if self.fmt == "auto" else self.fmt
             info.format = fmt or ""
             for unit in iter_units(path, info):

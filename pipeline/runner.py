@@ -6,6 +6,11 @@ detail (``NN_<stage>.rejected.parquet``) and its statistics (``NN_<stage>.stats.
 whose fingerprint (its input's fingerprint + its name and parameters) matches a finished checkpoint is reused
 with ``--resume``. At the end the runner writes cleaned.parquet, rejected.parquet, quarantine.jsonl,
 report.json and report.html, and checks ``input = cleaned + rejected + quarantined``.
+
+An engine that can run whole steps on its workers (one with ``read_parts``, ``map_parts`` and ``resolve_parts``,
+as the Ray engine has; see :mod:`pipeline.parts`) gets them: the workers read the inputs and write each step's
+checkpoint as Parquet parts (``.zhcurate/NN_<stage>/kept/``, ``.../rejected/``), the driver only merges their
+reports into the books and checks that the parts hold what the reports say.
 """
 
 from __future__ import annotations
@@ -21,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
@@ -33,19 +37,32 @@ from pipeline.checkpoint import (
     input_fingerprint,
     load_pickle,
     load_stats,
-    load_stats_fp,
     tmp_name,
     write_json_atomic,
     write_pickle_atomic,
     write_text_atomic,
 )
 from pipeline.collect import ReportCollector
-from pipeline.engine import Engine, LocalEngine
+from pipeline.engine import Engine, LocalEngine, Method, PartsEngine
 from pipeline.engine import resolve as resolve_global
 from pipeline.errors import BalanceError, OutputError, StageError, ZhcurateError
-from pipeline.reader import WORK_SCHEMA, Reader, expand_inputs
+from pipeline.parts import (
+    KEPT,
+    QUARANTINE,
+    REJECTED,
+    PartReport,
+    count_rows,
+    iter_batches,
+    ledger_schema,
+    merge_reports,
+    parquet_files,
+    part_files,
+    remove_orphans,
+    split_result,
+)
+from pipeline.reader import WORK_SCHEMA, Reader, expand_inputs, id_prefixes
 from pipeline.recipe import Recipe
-from schemas.record import CANONICAL_SCHEMA, LEDGER_FIELDS
+from schemas.record import CANONICAL_SCHEMA
 from stages.base import SEQ_COLUMN, GlobalStage, RecordStage, Stage, StageResult
 
 WORK_DIR = ".zhcurate"
@@ -59,10 +76,6 @@ class RunOptions:
     workers: int = 1
     engine_name: str = "local"
     progress: bool = True
-
-
-def _ledger_schema(record_schema: pa.Schema) -> pa.Schema:
-    return pa.schema(list(record_schema) + [pa.field(n, t) for n, t in LEDGER_FIELDS])
 
 
 def _with_columns(schema: pa.Schema, columns: tuple[tuple[str, pa.DataType], ...]) -> pa.Schema:
@@ -80,6 +93,8 @@ class Runner:
         self.out = Path(options.output)
         self.work = self.out / WORK_DIR
         self.stages: list[Stage] = [spec.build() for spec in recipe.stages]
+        # an engine that runs whole steps on its workers, writing parts (see pipeline.parts)
+        self.parts: PartsEngine | None = self.engine if isinstance(self.engine, PartsEngine) else None
         self.final_collect: dict[str, Any] = {}  # report material of cleaned.parquet, gathered while writing it
 
     # ---------------------------------------------------------------- public
@@ -100,14 +115,12 @@ class Runner:
         stats = self._read_step(files, fp)
         steps.append(stats)
         schema = WORK_SCHEMA
-        prev = self.work / stats["file"]
         for k, stage in enumerate(self.stages, start=1):
             fp = fingerprint(fp, stage.name, stage.fingerprint_params())
             schema = _with_columns(schema, stage.added_columns)
-            stats = self._stage_step(k, stage, prev, schema, fp)
+            stats = self._stage_step(k, stage, stats, schema, fp)
             steps.append(stats)
-            prev = self.work / stats["file"]
-        totals = self._finish(prev, schema, steps)
+        totals = self._finish(self.work / stats["file"], schema, steps)
         from pipeline.report import build_report, render_html
 
         report = build_report(self.recipe, self.opts, steps, totals, started, time.time(), final=self.final_collect)
@@ -137,6 +150,8 @@ class Runner:
             for f in self.work.iterdir():
                 if f.is_file():
                     f.unlink()
+                elif f.is_dir():
+                    shutil.rmtree(f)
         clean_tmp(self.work)
         for name in OUTPUT_FILES:  # a previous run's outputs must never pass for this run's
             (self.out / name).unlink(missing_ok=True)
@@ -146,10 +161,12 @@ class Runner:
         reused = load_stats(self.work / f"{name}.stats.json", fp) if self.opts.resume else None
         if reused:
             return {**reused, "reused": True}
+        if self.parts is not None:
+            return self._read_step_parts(files, fp, name)
         t0 = time.perf_counter()
         reader = Reader(files, self.recipe.format, self.recipe.fields, self.recipe.batch_size)
         kept = ParquetSink(self.work / f"{name}.parquet", WORK_SCHEMA)
-        rej = ParquetSink(self.work / f"{name}.rejected.parquet", _ledger_schema(WORK_SCHEMA))
+        rej = ParquetSink(self.work / f"{name}.rejected.parquet", ledger_schema(WORK_SCHEMA))
         qpath = self.work / "quarantine.jsonl"
         qtmp = tmp_name(qpath)
         reasons: Counter[str] = Counter()
@@ -180,6 +197,8 @@ class Runner:
             "name": "read",
             "kind": "read",
             "file": f"{name}.parquet",
+            "rejected_file": f"{name}.rejected.parquet",
+            "quarantine_file": "quarantine.jsonl",
             "fingerprint": fp,
             "input": n_input,
             "kept": kept.rows,
@@ -195,20 +214,81 @@ class Runner:
         write_json_atomic(self.work / f"{name}.stats.json", stats)
         return stats
 
-    def _batches(self, path: Path) -> Iterator[pa.Table]:
-        pf = pq.ParquetFile(path, pre_buffer=False)  # pre-buffered chunks would stay in memory until close
-        for batch in pf.iter_batches(batch_size=self.recipe.batch_size):
-            yield pa.Table.from_batches([batch])
+    def _read_step_parts(self, files: list[Path], fp: str, name: str) -> dict[str, Any]:
+        """The read step on a parts engine: every input file is read by a worker into parts."""
+        assert self.parts is not None
+        t0 = time.perf_counter()
+        step_dir = self._fresh_step_dir(name)
+        bar = self._bar("read", None)
+        reports: list[PartReport] = []
+        for report in self.parts.read_parts(files, id_prefixes(files), self.recipe, step_dir):
+            reports.append(report)
+            bar.update(report.rows_in)
+        bar.close()
+        total = self._check_parts(name, step_dir, reports)
+        stats = {
+            "name": "read",
+            "kind": "read",
+            "file": f"{name}/{KEPT}",
+            "rejected_file": f"{name}/{REJECTED}",
+            "quarantine_file": f"{name}/{QUARANTINE}",
+            "fingerprint": fp,
+            "input": total.rows_in,
+            "kept": total.kept,
+            "dropped": total.dropped,
+            "quarantined": total.quarantined,
+            "reasons": dict(total.reasons),
+            "counters": {},
+            "seconds": round(time.perf_counter() - t0, 3),
+            "files": [vars(info) for info in total.infos],
+            "reused": False,
+            "parts": len(reports),
+            "collect": total.collector.result(),
+        }
+        write_json_atomic(self.work / f"{name}.stats.json", stats)
+        return stats
 
-    def _stage_step(self, k: int, stage: Stage, prev: Path, schema: pa.Schema, fp: str) -> dict[str, Any]:
+    def _fresh_step_dir(self, name: str) -> Path:
+        step_dir = self.work / name
+        if step_dir.exists():
+            shutil.rmtree(step_dir)
+        step_dir.mkdir(parents=True)
+        return step_dir
+
+    def _check_parts(self, name: str, step_dir: Path, reports: list[PartReport]) -> PartReport:
+        """Merge the parts' reports, and check that the parts on disk hold exactly what they report."""
+        remove_orphans(step_dir, {r.key for r in reports})
+        total = merge_reports(reports)
+        on_disk = (
+            count_rows(step_dir / KEPT),
+            count_rows(step_dir / REJECTED),
+            sum(_count_lines(f) for f in part_files(step_dir / QUARANTINE, ".jsonl")),
+        )
+        if on_disk != (total.kept, total.dropped, total.quarantined):
+            raise BalanceError(
+                f"step '{name}': the workers reported {total.kept} kept, {total.dropped} dropped and "
+                f"{total.quarantined} quarantined records, but its parts in {step_dir} hold {on_disk[0]}, "
+                f"{on_disk[1]} and {on_disk[2]}. This is a bug; please report it with that folder."
+            )
+        return total
+
+    def _batches(self, path: Path) -> Iterator[pa.Table]:
+        return iter_batches(path, self.recipe.batch_size)
+
+    def _stage_step(
+        self, k: int, stage: Stage, prev_stats: dict[str, Any], schema: pa.Schema, fp: str
+    ) -> dict[str, Any]:
         name = f"{k:02d}_{stage.name}"
         reused = load_stats(self.work / f"{name}.stats.json", fp) if self.opts.resume else None
         if reused:
             return {**reused, "reused": True}
+        prev = self.work / prev_stats["file"]
+        if self.parts is not None:
+            return self._stage_step_parts(name, stage, prev, schema, fp)
         t0 = time.perf_counter()
-        n_in = pq.ParquetFile(prev).metadata.num_rows
+        n_in = count_rows(prev)
         kept = ParquetSink(self.work / f"{name}.parquet", schema)
-        rej = ParquetSink(self.work / f"{name}.rejected.parquet", _ledger_schema(schema))
+        rej = ParquetSink(self.work / f"{name}.rejected.parquet", ledger_schema(schema))
         reasons: Counter[str] = Counter()
         counters: Counter[str] = Counter()
         collector = ReportCollector(full_kept=False)  # kept records are described once, at the end
@@ -218,7 +298,7 @@ class Runner:
                 results = self.engine.map(stage, "process", self._batches(prev))
             elif isinstance(stage, GlobalStage):
                 bar = self._bar(f"{stage.name} (fingerprint)", n_in)
-                resolution, fingerprints_reused = self._resolve(stage, name, prev, bar)
+                resolution, fingerprints_reused = self._resolve(stage, name, prev, prev_stats["fingerprint"], bar)
                 bar.close()
                 counters.update(stage.resolution_counters(resolution))
                 results = self.engine.map(stage, "decide", self._batches(prev), context=resolution)
@@ -247,6 +327,7 @@ class Runner:
             "name": stage.name,
             "kind": "global" if isinstance(stage, GlobalStage) else "record",
             "file": f"{name}.parquet",
+            "rejected_file": f"{name}.rejected.parquet",
             "fingerprint": fp,
             "input": n_in,
             "kept": kept.rows,
@@ -262,13 +343,68 @@ class Runner:
         write_json_atomic(self.work / f"{name}.stats.json", stats)
         return stats
 
-    def _resolve(self, stage: GlobalStage, name: str, prev: Path, bar: tqdm[Any]) -> tuple[Any, bool]:
+    def _stage_step_parts(self, name: str, stage: Stage, prev: Path, schema: pa.Schema, fp: str) -> dict[str, Any]:
+        """A stage on a parts engine: the workers run it over the previous step's parts and write their own."""
+        assert self.parts is not None
+        t0 = time.perf_counter()
+        inputs = parquet_files(prev)
+        n_in = count_rows(prev)
+        step_dir = self._fresh_step_dir(name)
+        counters: Counter[str] = Counter()
+        reports: list[PartReport] = []
+        try:
+            context = None
+            if isinstance(stage, GlobalStage):
+                bar = self._bar(f"{stage.name} (fingerprint)", None)
+                context = self.parts.resolve_parts(stage, inputs)
+                bar.close()
+                counters.update(stage.resolution_counters(context))
+            method: Method = "decide" if isinstance(stage, GlobalStage) else "process"
+            bar = self._bar(stage.name, n_in)
+            for report in self.parts.map_parts(
+                stage, method, inputs, step_dir, schema, self.recipe.batch_size, context
+            ):
+                reports.append(report)
+                bar.update(report.rows_in)
+            bar.close()
+        except ZhcurateError:
+            raise
+        except Exception as e:
+            raise StageError(stage.name, f"{type(e).__name__}: {e}") from e
+        total = self._check_parts(name, step_dir, reports)
+        if total.kept + total.dropped != n_in:
+            raise BalanceError(
+                f"stage '{stage.name}' received {n_in} records but returned {total.kept} kept + {total.dropped} dropped"
+            )
+        counters.update(total.counters)
+        stats = {
+            "name": stage.name,
+            "kind": "global" if isinstance(stage, GlobalStage) else "record",
+            "file": f"{name}/{KEPT}",
+            "rejected_file": f"{name}/{REJECTED}",
+            "fingerprint": fp,
+            "input": n_in,
+            "kept": total.kept,
+            "dropped": total.dropped,
+            "reasons": dict(total.reasons),
+            "counters": dict(counters),
+            "params": stage.params.model_dump(mode="json"),
+            "seconds": round(time.perf_counter() - t0, 3),
+            "reused": False,
+            "fingerprints_reused": False,
+            "parts": len(reports),
+            "collect": total.collector.result(),
+        }
+        write_json_atomic(self.work / f"{name}.stats.json", stats)
+        return stats
+
+    def _resolve(self, stage: GlobalStage, name: str, prev: Path, prev_fp: str, bar: tqdm[Any]) -> tuple[Any, bool]:
         """Fingerprint and resolve; fingerprints the stage asks to cache are kept beside the checkpoint, keyed
         by the input and the parameters they depend on, so a re-run with another threshold reuses them."""
         cache_params = stage.fingerprint_cache_params()
         if cache_params is None or hasattr(self.engine, "resolve"):
             return resolve_global(self.engine, stage, _counted(self._batches(prev), bar)), False
-        key = fingerprint(prev.name, load_stats_fp(prev), stage.name, cache_params)
+        key = fingerprint(prev_fp, stage.name, cache_params)
         path = self.work / f"{name}.fingerprints.pkl"
         cached = load_pickle(path, key) if self.opts.resume else None
         reused = cached is not None
@@ -294,24 +430,13 @@ class Runner:
         if missing:
             raise StageError(stage.name, f"returned a batch without the column(s) {missing}")
         counters.update(result.counters)
-        drop = [r is not None for r in result.reasons]
-        if not any(drop):
-            kept.write(table)
-            collector.add_kept(table)
-            return
-        mask = pa.array(drop, type=pa.bool_())
-        kept_table = table.filter(pc.invert(mask))
+        kept_table, dropped, codes = split_result(stage.name, result)
         kept.write(kept_table)
         collector.add_kept(kept_table)
-        dropped = table.filter(mask)
-        codes = [r for r in result.reasons if r is not None]
-        details = [d for d, r in zip(result.details, result.reasons) if r is not None]
-        reasons.update(codes)
-        dropped = dropped.append_column("stage", pa.array([stage.name] * len(codes), pa.string()))
-        dropped = dropped.append_column("reason", pa.array(codes, pa.string()))
-        dropped = dropped.append_column("detail", pa.array(details, pa.string()))
-        rej.write(dropped)
-        collector.add_dropped(dropped)
+        if dropped is not None:
+            reasons.update(codes)
+            rej.write(dropped)
+            collector.add_dropped(dropped)
 
     # ---------------------------------------------------------------- outputs
     def _finish(self, last: Path, schema: pa.Schema, steps: list[dict[str, Any]]) -> dict[str, int]:
@@ -323,18 +448,19 @@ class Runner:
             final.add_kept(batch)
         cleaned.close()
         self.final_collect = final.result()
-        rejected_schema = _ledger_schema(final_schema)
+        rejected_schema = ledger_schema(final_schema)
         rejected = ParquetSink(self.out / "rejected.parquet", rejected_schema)
         for step in steps:
-            part = self.work / step["file"].replace(".parquet", ".rejected.parquet")
+            part = self.work / step.get("rejected_file", step["file"].replace(".parquet", ".rejected.parquet"))
             for batch in self._batches(part):
                 for f in rejected_schema:
                     if f.name not in batch.column_names:
                         batch = batch.append_column(f.name, pa.nulls(batch.num_rows, f.type))
                 rejected.write(batch)
         rejected.close()
-        src = self.work / "quarantine.jsonl"
-        write_text_atomic(self.out / "quarantine.jsonl", src.read_text(encoding="utf-8"))
+        src = self.work / steps[0].get("quarantine_file", "quarantine.jsonl")
+        sources = [src] if src.suffix == ".jsonl" else part_files(src, ".jsonl")
+        write_text_atomic(self.out / "quarantine.jsonl", "".join(f.read_text(encoding="utf-8") for f in sources))
         n_quarantined = sum(1 for _ in open(self.out / "quarantine.jsonl", encoding="utf-8"))
         totals = {
             "input": steps[0]["input"],
@@ -360,6 +486,11 @@ class Runner:
             dynamic_ncols=True,
             leave=True,
         )
+
+
+def _count_lines(path: Path) -> int:
+    with open(path, "rb") as f:
+        return sum(1 for _ in f)
 
 
 def _counted(batches: Iterator[pa.Table], bar: tqdm[Any]) -> Iterator[pa.Table]:

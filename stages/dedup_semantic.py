@@ -245,7 +245,9 @@ class SemanticDedupStage(GlobalStage):
             )
         norms = np.linalg.norm(matrix, axis=1, keepdims=True)
         np.divide(matrix, norms, out=matrix, where=norms > 0)
-        ngrams = SparseRows.from_csr(self._idf.transform(texts)) if self._idf is not None else None
+        ngrams = None
+        if self._idf is not None:  # (the hashing vectorizer cannot transform an empty list)
+            ngrams = SparseRows.from_csr(self._idf.transform(texts)) if texts else SparseRows.empty()
         return SemanticFingerprint(RecordKeys.from_batch(batch), matrix.astype(self.params.dtype), ngrams)
 
     def resolve(self, fingerprints: Sequence[Any]) -> SemanticResolution:
@@ -257,7 +259,13 @@ class SemanticDedupStage(GlobalStage):
         ngrams = SparseRows.stack(parts) if parts and len(parts) == len(fps) else None
         if self.params.similarity == "hybrid" and ngrams is None and fps:
             raise ValueError("dedup_semantic: hybrid similarity but the fingerprints carry no n-gram rows")
-        config = SearchConfig(
+        verify = partial(_verify_hybrid, ngrams) if ngrams is not None else None
+        pairs = similar_pairs(embeddings, self.search_config(), verify, accept=self.threshold())
+        return self.resolve_pairs(keys, embeddings, ngrams, pairs, _zero_rows(embeddings))
+
+    def search_config(self) -> SearchConfig:
+        """How :func:`stages.semantic_index.similar_pairs` (or a cluster engine) searches for candidates."""
+        return SearchConfig(
             threshold=self.search_threshold(),
             index=self.params.index,
             flat_max=self.params.flat_max,
@@ -267,8 +275,30 @@ class SemanticDedupStage(GlobalStage):
             seed=self.params.seed,
             threads=self.params.threads or os.cpu_count() or 1,
         )
-        verify = partial(_verify_hybrid, ngrams) if ngrams is not None else None
-        pairs = similar_pairs(embeddings, config, verify, accept=self.threshold())
+
+    def pair_similarity(self, cosine: np.ndarray, ngram_cosine: np.ndarray | None) -> np.ndarray:
+        """The stage's similarity of candidate pairs from their embedding cosine (as the search computed it)
+        and, for the hybrid, their n-gram TF-IDF cosine: what ``resolve`` compares with ``threshold``."""
+        if self.params.similarity == "cosine" or ngram_cosine is None:
+            return cosine.astype(np.float32, copy=False)
+        return _hybrid(cosine, ngram_cosine)
+
+    def resolve_pairs(
+        self,
+        keys: RecordKeys,
+        embeddings: np.ndarray,
+        ngrams: SparseRows | None,
+        pairs: Pairs,
+        empty_text: int,
+    ) -> SemanticResolution:
+        """The resolution from the verified pairs (row positions into ``keys``), as ``resolve`` makes it.
+
+        ``keys``, ``embeddings`` and ``ngrams`` (hybrid only) may hold every record or only the records named in
+        ``pairs`` (in ``_seq`` order): a record in no pair is alone in its cluster and kept, and both groupings
+        and the choice of the kept twin depend only on the relative order of quality and ``_seq``, so the
+        result is the same. ``pairs.candidates`` and ``empty_text`` (records with nothing to embed, over all
+        records) go to the counters.
+        """
         if self.params.clustering == "leader":
             labels = leader_labels(pairs, priority_rank(keys.quality, keys.seq))
         else:
@@ -282,7 +312,7 @@ class SemanticDedupStage(GlobalStage):
             **duplicates.counters(),
             "candidate_pairs": pairs.candidates,
             "verified_pairs": len(pairs),
-            "empty_text": _zero_rows(embeddings),
+            "empty_text": empty_text,
             f"index.{pairs.kind}": 1,
         }
         return SemanticResolution(duplicates, _row_cosine(embeddings, rows, kept[rows]), counters)

@@ -25,7 +25,8 @@ chunk at a time, so the float32 copy inside FAISS is the only full copy besides 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -61,6 +62,15 @@ class SearchConfig:
         if self.index != "auto":
             return self.index
         return "flat" if n <= self.flat_max else "ivf"
+
+    def neighbours_for(self, n: int) -> int:
+        """k of the k-NN search over ``n`` vectors: ``max_neighbors`` + the query itself (which the index holds)."""
+        return min(n, self.max_neighbors + 1)
+
+    def train_size_for(self, n: int) -> int:
+        """How many of ``n`` vectors the IVF quantizer is trained on."""
+        wanted = self.train_size if self.train_size is not None else max(40 * self.nlist_for(n), 20_000)
+        return min(n, wanted)
 
     def nlist_for(self, n: int) -> int:
         """Number of IVF cells for ``n`` vectors (at least 39 training points per cell, as FAISS asks)."""
@@ -100,14 +110,43 @@ def similar_pairs(
     if n < 2:
         empty = np.zeros(0, dtype=np.int64)
         return Pairs(empty, empty.copy(), np.zeros(0, dtype=np.float32), kind)
+    with faiss_threads(config):
+        index = _build_index(faiss, embeddings, config, kind)
+        return _neighbour_pairs(index, embeddings, config, kind, verify, accept)
+
+
+@contextmanager
+def faiss_threads(config: SearchConfig) -> Iterator[None]:
+    """FAISS's OpenMP threads set to ``config.threads`` (if given) for the block, restored after."""
+    import faiss
+
     previous_threads = faiss.omp_get_max_threads()
     if config.threads is not None:
         faiss.omp_set_num_threads(config.threads)
     try:
-        index = _build_index(faiss, embeddings, config, kind)
-        return _neighbour_pairs(index, embeddings, config, kind, verify, accept)
+        yield
     finally:
         faiss.omp_set_num_threads(previous_threads)
+
+
+def training_sample(n: int, config: SearchConfig) -> np.ndarray:
+    """Positions (ascending, int64) of the vectors, among ``n``, that the IVF quantizer is trained on: a seeded
+    sample, so any engine that trains on the rows at these positions gets the same quantizer."""
+    rng = np.random.default_rng(config.seed)
+    return np.sort(rng.choice(n, size=config.train_size_for(n), replace=False)).astype(np.int64)
+
+
+def train_ivf(faiss: Any, sample: np.ndarray, n: int, config: SearchConfig) -> Any:
+    """An empty :class:`faiss.IndexIVFFlat` (inner product) for ``n`` vectors, its quantizer trained by seeded
+    spherical k-means on ``sample`` (the rows at :func:`training_sample` positions, in that order)."""
+    dim = int(sample.shape[1])
+    nlist = config.nlist_for(n)
+    quantizer = faiss.IndexFlatIP(dim)
+    index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+    index.cp.seed = config.seed
+    index.train(_as_f32(sample))
+    index.nprobe = min(config.nprobe, nlist)
+    return index
 
 
 def _as_f32(block: np.ndarray) -> np.ndarray:
@@ -119,15 +158,7 @@ def _build_index(faiss: Any, embeddings: np.ndarray, config: SearchConfig, kind:
     if kind == "flat":
         index = faiss.IndexFlatIP(dim)
     else:
-        nlist = config.nlist_for(n)
-        quantizer = faiss.IndexFlatIP(dim)
-        index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
-        index.cp.seed = config.seed
-        train_size = min(n, config.train_size if config.train_size is not None else max(40 * nlist, 20_000))
-        rng = np.random.default_rng(config.seed)
-        sample = np.sort(rng.choice(n, size=train_size, replace=False))
-        index.train(_as_f32(embeddings[sample]))
-        index.nprobe = min(config.nprobe, nlist)
+        index = train_ivf(faiss, embeddings[training_sample(n, config)], n, config)
     for start in range(0, n, _CHUNK):
         index.add(_as_f32(embeddings[start : start + _CHUNK]))
     return index
@@ -142,7 +173,7 @@ def _neighbour_pairs(
     accept: float | None,
 ) -> Pairs:
     n = int(embeddings.shape[0])
-    k = min(n, config.max_neighbors + 1)  # + the query itself
+    k = config.neighbours_for(n)
     lefts: list[np.ndarray] = []
     rights: list[np.ndarray] = []
     sims: list[np.ndarray] = []
@@ -199,6 +230,29 @@ class SparseRows:
         indices = np.concatenate([p.indices for p in parts]) if parts else np.zeros(0, np.int32)
         data = np.concatenate([p.data for p in parts]).astype(np.float32) if parts else np.zeros(0, np.float32)
         return cls(indptr, indices, data)
+
+    @classmethod
+    def empty(cls) -> SparseRows:
+        """No rows (the n-gram rows of an empty batch)."""
+        return cls(np.zeros(1, np.int64), np.zeros(0, np.int32), np.zeros(0, np.float16))
+
+    def take(self, rows: np.ndarray) -> SparseRows:
+        """The given rows, in that order (values keep their dtype)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        starts = self.indptr[rows]
+        lengths = self.indptr[rows + 1] - starts
+        indptr = np.zeros(rows.size + 1, np.int64)
+        np.cumsum(lengths, out=indptr[1:])
+        at = np.repeat(starts - indptr[:-1], lengths) + np.arange(indptr[-1], dtype=np.int64)
+        return SparseRows(indptr, self.indices[at], self.data[at])
+
+
+def pair_dots(first: SparseRows, left: np.ndarray, second: SparseRows, right: np.ndarray) -> np.ndarray:
+    """``first[left[k]] · second[right[k]]`` for every k, float32: :func:`row_dots` across two row sets (the
+    same arithmetic, so the same bits as if both were rows of one matrix)."""
+    both = SparseRows.stack([first.take(left), second.take(right)])
+    m = int(np.asarray(left).size)
+    return row_dots(both, np.arange(m, dtype=np.int64), np.arange(m, 2 * m, dtype=np.int64))
 
 
 def row_dots(rows: SparseRows, left: np.ndarray, right: np.ndarray) -> np.ndarray:

@@ -130,7 +130,8 @@ def test_parquet_and_sharegpt_openai_in_one_run(tmp_path: Path) -> None:
     rows, _, _, infos = read(expand_inputs([str(tmp_path)]))
     assert sorted(i.format for i in infos) == ["alpaca", "openai", "sharegpt"]
     assert sorted(r["output"] for r in rows) == sorted(["你好！", "在。", REC["output"]])
-    assert [r["_seq"] for r in rows] == [0, 1, 2]
+    # _seq = (file index << 40) + position in the file: input order, computable per file (parallel reading)
+    assert [r["_seq"] for r in rows] == [0, 1 << 40, 2 << 40]
 
 
 def test_empty_and_binary_files(tmp_path: Path) -> None:

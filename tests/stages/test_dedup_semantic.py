@@ -330,3 +330,47 @@ def test_calibration_script_recommends_a_threshold_from_labelled_pairs(tiny_mode
     assert calibrate.main([*argv, "--support", "1"]) == 0
     assert json.loads(out.read_text(encoding="utf-8"))["chosen"] is None
     assert calibrate.main([*argv[:4], "--pairs", str(tmp_path / "missing.tsv")]) == 2
+
+
+def test_an_empty_batch_has_an_empty_fingerprint(tiny_model_dir: Path) -> None:
+    stage = make_stage(tiny_model_dir)
+    empty = make_table(RECORDS).slice(0, 0)
+    fingerprint = stage.fingerprint(empty)  # the hashing vectorizer cannot transform no texts: no n-grams asked
+    assert fingerprint.embeddings.shape[0] == 0 and fingerprint.ngrams is not None and len(fingerprint.ngrams) == 0
+    full = stage.fingerprint(make_table(RECORDS))
+    assert stage.resolve([fingerprint, full]).counters == stage.resolve([full]).counters
+
+
+def test_rows_taken_from_two_row_sets_dot_as_one_matrix() -> None:
+    from scipy.sparse import random as sparse_random
+
+    from stages.semantic_index import pair_dots
+
+    matrix = sparse_random(30, 400, density=0.06, format="csr", random_state=2, dtype=np.float32)
+    first, second = SparseRows.from_csr(matrix[:12]), SparseRows.from_csr(matrix[12:])
+    both = SparseRows.stack([first, second])
+    taken = second.take(np.array([5, 0, 5]))
+    assert len(taken) == 3 and np.array_equal(
+        taken.indices[: taken.indptr[1]], second.indices[second.indptr[5] : second.indptr[6]]
+    )
+    left, right = np.array([0, 11, 3, 7]), np.array([0, 17, 9, 4])
+    expected = row_dots(both, left, right + 12)
+    np.testing.assert_array_equal(pair_dots(first, left, second, right), expected)  # the same bits
+
+
+def test_ivf_trained_from_its_sample_alone_is_the_local_quantizer() -> None:
+    import faiss
+
+    from stages.semantic_index import _build_index, train_ivf, training_sample
+
+    rng = np.random.default_rng(11)
+    vectors = rng.standard_normal((3000, 32)).astype(np.float16)
+    vectors /= np.linalg.norm(vectors.astype(np.float32), axis=1, keepdims=True).astype(np.float16)
+    config = SearchConfig(threshold=0.9, index="ivf", nlist=16, train_size=1000, seed=3)
+    sample = training_sample(len(vectors), config)
+    assert sample.size == 1000 and np.all(np.diff(sample) > 0)
+    local = _build_index(faiss, vectors, config, "ivf")
+    alone = train_ivf(faiss, vectors[sample], len(vectors), config)  # e.g. on another machine, from the rows only
+    centroids = [index.quantizer.reconstruct_n(0, 16) for index in (local, alone)]
+    np.testing.assert_array_equal(centroids[0], centroids[1])
+    assert alone.ntotal == 0 and alone.nprobe == local.nprobe == 16
