@@ -5,6 +5,7 @@ after the first perturbs each record with a seeded random number of character ed
 duplicate, a few: a near duplicate, many: a new record), so the dedup stages have real work.
 
     python bench/bench_ray.py                       # 5 copies (~101k records): local (1, 2 workers), ray (2 CPUs)
+    python bench/bench_ray.py --local-workers 1     # the same without the local 2-worker run
     python bench/bench_ray.py --copies 1 --num-cpus 2 --stages normalize,dedup_minhash
 
 Prints one JSON object: records, seconds per engine and per stage, and whether the outputs are identical.
@@ -34,7 +35,7 @@ from pipeline.recipe import build_recipe  # noqa: E402
 from pipeline.runner import Runner, RunOptions  # noqa: E402
 
 ALPACA_ZH = ROOT / ".." / "shared" / "data" / "alpaca_zh"
-DEFAULT_STAGES = "normalize,safety,language,quality,dedup_exact,dedup_minhash"
+DEFAULT_STAGES = "normalize,safety,language,quality,dedup_exact,dedup_minhash,dedup_semantic"  # the default recipe
 FILLERS = "的了是在和，。！？ 一二三"
 
 

@@ -136,10 +136,18 @@ def _payloads(ds: Any) -> Iterator[Any]:
 
 
 def _read_file(
-    path: str, index: int, prefix: str, fmt: str, fields: dict[str, str], batch_size: int, step_dir: str
+    path: str,
+    index: int,
+    prefix: str,
+    fmt: str,
+    fields: dict[str, str],
+    batch_size: int,
+    step_dir: str,
+    rows: int,
+    base_dir: str,
 ) -> list[PartReport]:
     """A Ray task: read one input file into parts (run on a worker)."""
-    return read_part(Path(path), index, prefix, fmt, fields, batch_size, Path(step_dir))
+    return read_part(Path(path), index, prefix, fmt, fields, batch_size, Path(step_dir), rows, Path(base_dir))
 
 
 def _positions(index: int, n: int) -> pa.Array:
@@ -195,7 +203,8 @@ class RayEngine:
     (``ray start --head`` prints it; ``auto`` finds the local one), or None to start a private local Ray
     with ``num_cpus`` CPUs (stopped again by :meth:`close`); ``partitions``: hash partitions of the dedup
     shuffles (default ``4 * workers``); ``driver_verify_pairs``: up to this many MinHash candidate pairs are
-    verified on the driver (with the signatures of just those records), more by a shuffle on the workers.
+    verified on the driver (with the signatures of just those records), more by a shuffle on the workers;
+    ``part_rows``: records per part (the unit of a worker's task and of a checkpoint file).
     A dead actor is restarted and its batch retried (Ray Data's actor pool defaults: ``max_restarts=-1``,
     ``max_task_retries=-1``).
     """
@@ -207,6 +216,7 @@ class RayEngine:
         num_cpus: int | None = None,
         partitions: int | None = None,
         driver_verify_pairs: int = 200_000,
+        part_rows: int = PART_ROWS,
     ) -> None:
         self._ray = import_ray()
         self._owns = not self._ray.is_initialized()
@@ -230,6 +240,7 @@ class RayEngine:
         self.gpus = int(resources.get("GPU", 0))
         self.partitions = partitions or 4 * self.workers
         self.driver_verify_pairs = driver_verify_pairs
+        self.part_rows = part_rows
 
     def close(self) -> None:
         """Disconnect from Ray (and stop the local Ray this engine started)."""
@@ -272,12 +283,20 @@ class RayEngine:
         self, files: list[Path], prefixes: list[str], recipe: Recipe, step_dir: Path
     ) -> Iterator[PartReport]:
         """One task per input file, all submitted at once (Ray schedules them as CPUs free up); reports as
-        the tasks finish. Paths travel absolute (a worker's working folder is not the driver's); the record
-        ``source`` stays as the user gave it."""
+        the tasks finish. A worker's working folder is not the driver's: relative input paths are opened below
+        the driver's, and records keep the path as the user gave it (``source``)."""
         read = self._ray.remote(_read_file).options(num_cpus=1, max_retries=3)
         pending = [
             read.remote(
-                str(path), i, prefix, recipe.format, dict(recipe.fields), recipe.batch_size, str(step_dir.resolve())
+                str(path),
+                i,
+                prefix,
+                recipe.format,
+                dict(recipe.fields),
+                recipe.batch_size,
+                str(step_dir.resolve()),
+                self.part_rows,
+                str(Path.cwd()),
             )
             for i, (path, prefix) in enumerate(zip(files, prefixes, strict=True))
         ]
@@ -295,7 +314,7 @@ class RayEngine:
         batch_size: int,
         context: Any = None,
     ) -> Iterator[PartReport]:
-        """``map_batches`` over the records of ``inputs`` in blocks of up to :data:`~pipeline.parts.PART_ROWS`;
+        """``map_batches`` over the records of ``inputs`` in blocks of up to ``part_rows`` records;
         each actor writes its parts under ``step_dir`` and returns their reports."""
         rows = sum(count_rows(p) for p in inputs)
         if not rows:
@@ -303,10 +322,10 @@ class RayEngine:
         context_box = [self._ray.put(context)] if context is not None else []
         ds = self.records(inputs).map_batches(
             _PartActor,
-            batch_size=PART_ROWS,
+            batch_size=self.part_rows,
             batch_format="pyarrow",
             fn_constructor_args=(stage, method, context_box, str(step_dir.resolve()), schema, batch_size),
-            compute=self.actors(math.ceil(rows / PART_ROWS)),
+            compute=self.actors(math.ceil(rows / self.part_rows)),
             num_cpus=1,
         )
         yield from _payloads(ds)
@@ -316,7 +335,7 @@ class RayEngine:
         rows = sum(count_rows(p) for p in inputs)
         if not rows:
             return stage.resolve([])
-        return self._resolve_dataset(stage, self.records(inputs), math.ceil(rows / PART_ROWS))
+        return self._resolve_dataset(stage, self.records(inputs), math.ceil(rows / self.part_rows))
 
     def records(self, inputs: list[Path]) -> Any:
         """A Ray dataset of the records of these Parquet files, in input order."""
@@ -382,10 +401,10 @@ class RayEngine:
         if isinstance(stage, SemanticDedupStage):
             from pipeline.ray_semantic import resolve_semantic
 
-            return resolve_semantic(self, stage, records, blocks=blocks, batch_size=PART_ROWS)
+            return resolve_semantic(self, stage, records, blocks=blocks, batch_size=self.part_rows)
         fingerprints = records.map_batches(
             _FingerprintActor,
-            batch_size=PART_ROWS,
+            batch_size=self.part_rows,
             batch_format="pyarrow",
             fn_constructor_args=(stage,),
             compute=self.actors(blocks),

@@ -157,6 +157,8 @@ def book_part(
     from pipeline.engine import call
 
     t0 = time.perf_counter()
+    if not table.num_rows:  # Ray Data may hand an actor an empty block: nothing to write
+        return PartReport(-1)
     seq = table.column(SEQ_COLUMN)
     if table.num_rows > 1 and not pc.all(pc.greater(seq[1:], seq[:-1])).as_py():
         table = table.sort_by(SEQ_COLUMN)  # parts hold records in input order
@@ -183,11 +185,20 @@ def book_part(
 
 
 def read_part(
-    path: Path, index: int, prefix: str, fmt: str, fields: dict[str, str], batch_size: int, step_dir: Path
+    path: Path,
+    index: int,
+    prefix: str,
+    fmt: str,
+    fields: dict[str, str],
+    batch_size: int,
+    step_dir: Path,
+    part_rows: int = PART_ROWS,
+    base_dir: Path | None = None,
 ) -> list[PartReport]:
-    """Read input file number ``index`` into parts of about :data:`PART_ROWS` units: kept records, read-time
-    rejections and quarantine entries, exactly as the local reader would (same ``_seq``, ids and outcomes)."""
-    reader = Reader([path], fmt, fields, batch_size, prefixes=[prefix], first_index=index)
+    """Read input file number ``index`` into parts of about ``part_rows`` units (whole read batches): kept records,
+    read-time rejections and quarantine entries, exactly as the local reader would (same ``_seq``, ids and
+    outcomes). A relative ``path`` is opened below ``base_dir`` (the driver's working folder)."""
+    reader = Reader([path], fmt, fields, batch_size, prefixes=[prefix], first_index=index, base_dir=base_dir)
     info = reader.infos[0]
     reports: list[PartReport] = []
     writer: _PartWriter | None = None
@@ -221,7 +232,7 @@ def read_part(
                 table = pa.Table.from_pylist(chunk.rejected, schema=ledger_schema(WORK_SCHEMA))
                 writer.dropped(table, (r["reason"] for r in chunk.rejected))
             quarantine.extend(json.dumps(q, ensure_ascii=False) + "\n" for q in chunk.quarantine)
-            if info.units - units_at_start >= PART_ROWS:
+            if info.units - units_at_start >= part_rows:
                 flush()
         if writer is None and info.units == 0:  # an empty file: no part, but its FileInfo (and warnings)
             reports.append(PartReport(index << SEQ_FILE_SHIFT))

@@ -31,7 +31,6 @@ import numpy as np
 import pyarrow as pa
 
 from pipeline.engine_ray import BATCH_COLUMN, COUNTERS_COLUMN
-from pipeline.parts import PART_ROWS
 from stages.base import SEQ_COLUMN
 
 if TYPE_CHECKING:
@@ -233,7 +232,7 @@ def resolve_banded(engine: RayEngine, stage: BandedStage, records: Any, blocks: 
     parts = engine.partitions
     signatures = records.map_batches(
         _SignatureActor,
-        batch_size=PART_ROWS,
+        batch_size=engine.part_rows,
         batch_format="pyarrow",
         fn_constructor_args=(stage,),
         compute=engine.actors(blocks),
@@ -373,7 +372,7 @@ def resolve_hashed(engine: RayEngine, stage: HashedStage, records: Any, blocks: 
     members = (
         records.map_batches(
             _HashActor,
-            batch_size=PART_ROWS,
+            batch_size=engine.part_rows,
             batch_format="pyarrow",
             fn_constructor_args=(stage, parts),
             compute=engine.actors(blocks),

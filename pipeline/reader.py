@@ -98,9 +98,11 @@ class Reader:
         batch_size: int,
         prefixes: list[str] | None = None,
         first_index: int = 0,
+        base_dir: Path | None = None,
     ) -> None:
-        """``prefixes`` (the record id prefixes) and ``first_index`` (the first file's index among all inputs)
-        let a worker read some of the inputs exactly as a reader of all of them would."""
+        """``prefixes`` (the record id prefixes), ``first_index`` (the first file's index among all inputs) and
+        ``base_dir`` (the folder relative paths were given from: the driver's) let a worker read some of the
+        inputs exactly as a reader of all of them would; records keep the paths as the user gave them."""
         self.files = files
         self.fmt = fmt
         self.fields = fields
@@ -108,6 +110,7 @@ class Reader:
         self.infos = [FileInfo(path=str(f), container=container_of(f)) for f in files]
         self.prefixes = prefixes if prefixes is not None else id_prefixes(files)
         self.first_index = first_index
+        self.base_dir = base_dir
 
     def __iter__(self) -> Iterator[ReadChunk]:
         rows: list[dict[str, Any]] = []
@@ -117,7 +120,7 @@ class Reader:
             seq = (self.first_index + k) << SEQ_FILE_SHIFT
             fmt: str | None = None if self.fmt == "auto" else self.fmt
             info.format = fmt or ""
-            for unit in iter_units(path, info):
+            for unit in iter_units(path if self.base_dir is None else self.base_dir / path, info):
                 info.units += 1
                 base = {"id": f"{prefix}#{unit.row}", "source": info.path, SEQ_COLUMN: seq}
                 seq += 1

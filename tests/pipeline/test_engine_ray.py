@@ -99,9 +99,18 @@ def assert_same_as_local(tmp_path: Path, engine: Any, inputs: list[Path], stages
 @needs_ray
 @pytest.mark.slow
 def test_samples_same_as_local(tmp_path: Path, engine: Any, tiny_model_dir: Path) -> None:
-    local = assert_same_as_local(tmp_path, engine, [SAMPLES], every_stage(tiny_model_dir), batch=8)
+    saved = engine.part_rows
+    engine.part_rows = 16  # many parts per step, written by both workers, merged back in input order
+    try:
+        local = assert_same_as_local(tmp_path, engine, [SAMPLES], every_stage(tiny_model_dir), batch=8)
+    finally:
+        engine.part_rows = saved
     reasons = {r[2] for r in local["rejected"]}
     assert {"empty_record", "duplicate_exact"} <= reasons  # the run exercised a dedup across batches
+    parts = sorted((tmp_path / "ray" / ".zhcurate" / "01_normalize" / "kept").glob("part-*.parquet"))
+    assert len(parts) > 2  # the checkpoint is the workers' parts
+    report = json.loads((tmp_path / "ray" / "report.json").read_text(encoding="utf-8"))
+    assert report["engine"] == "ray" and report["balance"]["ok"]
 
 
 @needs_ray
@@ -145,6 +154,24 @@ def test_minhash_verified_on_workers_equals_local_resolve(engine: Any) -> None:
     assert np.array_equal(ray.cluster_size, local.cluster_size)
     assert result_counters("dedup_minhash", ray.counters()) == result_counters("dedup_minhash", local.counters())
     assert ray.counters()["verified_pairs"] >= len(local)
+
+
+@needs_ray
+@pytest.mark.slow
+def test_exact_dedup_hash_shuffle_equals_local_resolve(engine: Any) -> None:
+    """dedup_exact on Ray (hashes grouped by a shuffle; only duplicate groups reach the driver) resolves exactly
+    as the stage does locally: same dropped records, kept twins and cluster sizes."""
+    from stages.dedup_exact import ExactDedupParams, ExactDedupStage
+
+    stage = ExactDedupStage(ExactDedupParams())
+    batches = _alpaca_or_samples_batches(2000)  # all of it: exact duplicates are spread over the files
+    local = resolve(LocalEngine(), stage, batches)
+    ray = resolve(engine, stage, batches)
+    assert len(local) > 0
+    assert np.array_equal(ray.dropped_seq, local.dropped_seq)
+    assert ray.kept_id.equals(local.kept_id)
+    assert np.array_equal(ray.cluster_size, local.cluster_size)
+    assert ray.counters() == local.counters()
 
 
 def _dies_once(flag: Path) -> type:
