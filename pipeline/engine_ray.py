@@ -47,7 +47,7 @@ import pyarrow.compute as pc
 
 from pipeline.engine import Method, call
 from pipeline.errors import ConfigError
-from pipeline.parts import PART_ROWS, PartReport, book_part, count_rows, read_part
+from pipeline.parts import PART_ROWS, PartReport, book_part, count_rows, plan_units, read_part, records_of
 from stages.base import GlobalStage, Stage, StageResult
 
 if TYPE_CHECKING:
@@ -119,7 +119,8 @@ class _PartActor:
         self.context = ray.get(context[0]) if context else None
 
     def __call__(self, block: pa.Table) -> pa.Table:
-        report = book_part(self.stage, self.method, block, self.context, self.step_dir, self.schema, self.batch_size)
+        records = records_of(block)
+        report = book_part(self.stage, self.method, records, self.context, self.step_dir, self.schema, self.batch_size)
         return _payload_table(report)
 
 
@@ -320,12 +321,13 @@ class RayEngine:
         if not rows:
             return
         context_box = [self._ray.put(context)] if context is not None else []
-        ds = self.records(inputs).map_batches(
+        block = self.block_rows(rows)
+        ds = self.records(inputs, block).map_batches(
             _PartActor,
-            batch_size=self.part_rows,
+            batch_size=None,  # one block (a unit of whole row groups) per call
             batch_format="pyarrow",
             fn_constructor_args=(stage, method, context_box, str(step_dir.resolve()), schema, batch_size),
-            compute=self.actors(math.ceil(rows / self.part_rows)),
+            compute=self.actors(math.ceil(rows / block)),
             num_cpus=1,
         )
         yield from _payloads(ds)
@@ -335,17 +337,24 @@ class RayEngine:
         rows = sum(count_rows(p) for p in inputs)
         if not rows:
             return stage.resolve([])
-        return self._resolve_dataset(stage, self.records(inputs), math.ceil(rows / self.part_rows))
+        return self._resolve_dataset(stage, self.records(inputs, self.block_rows(rows)), rows)
 
-    def records(self, inputs: list[Path]) -> Any:
-        """A Ray dataset of the records of these Parquet files, in input order."""
-        import pyarrow.fs
+    def block_rows(self, rows: int) -> int:
+        """Records per block of a step over ``rows`` records: at most ``part_rows``, and small enough that every
+        worker gets about four blocks (so that the work evens out between the actors)."""
+        return max(1, min(self.part_rows, math.ceil(rows / (4 * self.workers))))
+
+    def records(self, inputs: list[Path], block_rows: int) -> Any:
+        """The records of these Parquet files as a Ray dataset of *work units* (runs of whole row groups of about
+        ``block_rows`` records, planned here from the Parquet footers), one unit per block, in input order. The
+        actors read their units themselves (:func:`pipeline.parts.records_of`), so records never pass through
+        the driver or the object store, and there is no separate read task: ``ray.data.read_parquet`` lists the
+        files in a task that waits for a CPU, and with an actor pool holding every CPU it never ran (Ray 2.60,
+        2 CPUs); zero-CPU read tasks instead started a storm of worker processes."""
         import ray.data
 
-        # the output folder is a local (or network-mounted) file system on every node
-        return ray.data.read_parquet(
-            [str(p.resolve()) for p in inputs], filesystem=pyarrow.fs.LocalFileSystem(), file_extensions=["parquet"]
-        )
+        units = plan_units(inputs, block_rows)
+        return ray.data.from_items(units, override_num_blocks=len(units))
 
     # ------------------------------------------------------------------ helpers (also used by pipeline.ray_lsh)
     def put_batches(self, batches: Iterable[pa.Table]) -> tuple[list[Any], list[int], dict[int, pa.Table]]:
@@ -369,12 +378,12 @@ class RayEngine:
         return ray.data.from_arrow_refs(refs)
 
     def actors(self, blocks: int, gpu: bool = False) -> Any:
-        """The actor pool strategy for a map over ``blocks`` blocks: from one actor up to one per worker (or GPU).
-        Not a fixed pool of every CPU: a dataset read from files first lists them in a task that needs a CPU too,
-        and a pool holding all of them would wait for it forever (seen with Ray 2.60 on 2 CPUs)."""
+        """The actor pool strategy for a map over ``blocks`` blocks: one actor per worker (or GPU), at most one
+        per block. (A fixed pool, started at once: an autoscaling pool that starts with one actor stayed at one
+        on a 2-CPU local cluster with Ray 2.60.)"""
         import ray.data
 
-        return ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, min(self.gpus if gpu else self.workers, blocks)))
+        return ray.data.ActorPoolStrategy(size=max(1, min(self.gpus if gpu else self.workers, blocks)))
 
     def _wants_gpu(self, stage: Stage, method: Method) -> bool:
         """Embeddings go to GPU workers when the cluster has GPUs and the stage may use them."""
@@ -385,12 +394,14 @@ class RayEngine:
     def resolve(self, stage: GlobalStage, batches: Iterable[Any]) -> Any:
         """Fingerprint and resolve a global stage on the cluster, from batches held in memory (see
         :meth:`resolve_parts` for the runner's way, from checkpoint parts)."""
-        refs, _, _ = self.put_batches(batches)  # batches without rows have no records to deduplicate
+        refs, sizes, _ = self.put_batches(batches)  # batches without rows have no records to deduplicate
         if not refs:
             return stage.resolve([])
-        return self._resolve_dataset(stage, self.dataset(refs).drop_columns([BATCH_COLUMN]), len(refs))
+        return self._resolve_dataset(stage, self.dataset(refs).drop_columns([BATCH_COLUMN]), sum(sizes))
 
-    def _resolve_dataset(self, stage: GlobalStage, records: Any, blocks: int) -> Any:
+    def _resolve_dataset(self, stage: GlobalStage, records: Any, rows: int) -> Any:
+        block = self.block_rows(rows)
+        blocks = math.ceil(rows / block)
         from pipeline.ray_lsh import BandedStage, HashedStage, resolve_banded, resolve_hashed
         from stages.dedup_semantic import SemanticDedupStage
 
@@ -401,10 +412,10 @@ class RayEngine:
         if isinstance(stage, SemanticDedupStage):
             from pipeline.ray_semantic import resolve_semantic
 
-            return resolve_semantic(self, stage, records, blocks=blocks, batch_size=self.part_rows)
+            return resolve_semantic(self, stage, records, blocks=blocks)
         fingerprints = records.map_batches(
             _FingerprintActor,
-            batch_size=self.part_rows,
+            batch_size=None,
             batch_format="pyarrow",
             fn_constructor_args=(stage,),
             compute=self.actors(blocks),
@@ -421,7 +432,7 @@ class _FingerprintActor:
         self.stage = stage
 
     def __call__(self, block: pa.Table) -> pa.Table:
-        return _payload_table(self.stage.fingerprint(block))
+        return _payload_table(self.stage.fingerprint(records_of(block)))
 
 
 def _reassemble(

@@ -78,6 +78,38 @@ def iter_batches(path: Path, batch_size: int) -> Iterator[pa.Table]:
             yield pa.Table.from_batches([batch])
 
 
+UNIT_PATH, UNIT_GROUPS = "__zh_unit_path", "__zh_unit_groups"
+
+
+def plan_units(files: list[Path], rows_per_unit: int) -> list[dict[str, Any]]:
+    """Work units over checkpoint files: runs of consecutive row groups of one file holding about
+    ``rows_per_unit`` records (at least one row group), in input order. A unit is what one task reads."""
+    units: list[dict[str, Any]] = []
+    for f in files:
+        meta = pq.ParquetFile(f).metadata
+        groups: list[int] = []
+        rows = 0
+        for g in range(meta.num_row_groups):
+            groups.append(g)
+            rows += meta.row_group(g).num_rows
+            if rows >= rows_per_unit:
+                units.append({UNIT_PATH: str(f.resolve()), UNIT_GROUPS: groups})
+                groups, rows = [], 0
+        if rows:
+            units.append({UNIT_PATH: str(f.resolve()), UNIT_GROUPS: groups})
+    return units
+
+
+def records_of(block: pa.Table) -> pa.Table:
+    """The records a worker is to work on: ``block`` itself, or, for a block of work units (see
+    :func:`plan_units`), the row groups they name, read here from the shared file system."""
+    if UNIT_PATH not in block.column_names:
+        return block
+    paths, groups = block.column(UNIT_PATH).to_pylist(), block.column(UNIT_GROUPS).to_pylist()
+    tables = [pq.ParquetFile(p, pre_buffer=False).read_row_groups(g) for p, g in zip(paths, groups, strict=True)]
+    return pa.concat_tables(tables)
+
+
 @dataclass
 class PartReport:
     """What a worker tells the driver about one part it wrote."""
@@ -285,7 +317,9 @@ __all__ = [
     "merge_reports",
     "parquet_files",
     "part_files",
+    "plan_units",
     "read_part",
+    "records_of",
     "remove_orphans",
     "split_result",
 ]

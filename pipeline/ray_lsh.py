@@ -31,6 +31,7 @@ import numpy as np
 import pyarrow as pa
 
 from pipeline.engine_ray import BATCH_COLUMN, COUNTERS_COLUMN
+from pipeline.parts import records_of
 from stages.base import SEQ_COLUMN
 
 if TYPE_CHECKING:
@@ -89,6 +90,7 @@ class _SignatureActor:
         self.stage = stage
 
     def __call__(self, block: pa.Table) -> pa.Table:
+        block = records_of(block)
         if BATCH_COLUMN in block.column_names:
             block = block.drop_columns([BATCH_COLUMN])
         fp = self.stage.fingerprint(block)
@@ -226,13 +228,14 @@ def _unique_pairs(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]
 
 def resolve_banded(engine: RayEngine, stage: BandedStage, records: Any, blocks: int) -> Any:
     """The stage's resolution, computed as described in the module docstring. ``records`` is a Ray dataset of the
-    stage's input records (about ``blocks`` blocks)."""
+    stage's input records (or of work units, see :func:`pipeline.parts.records_of`) in ``blocks`` blocks,
+    fingerprinted a block at a time."""
     import ray
 
     parts = engine.partitions
     signatures = records.map_batches(
         _SignatureActor,
-        batch_size=engine.part_rows,
+        batch_size=None,
         batch_format="pyarrow",
         fn_constructor_args=(stage,),
         compute=engine.actors(blocks),
@@ -326,7 +329,7 @@ class _HashActor:
         self.stage, self.partitions = stage, partitions
 
     def __call__(self, block: pa.Table) -> pa.Table:
-        fp = self.stage.fingerprint(block)
+        fp = self.stage.fingerprint(records_of(block))
         hashes = np.asarray(fp.hashes, dtype=np.uint64).reshape(-1, 2)
         return pa.table(
             {
@@ -372,7 +375,7 @@ def resolve_hashed(engine: RayEngine, stage: HashedStage, records: Any, blocks: 
     members = (
         records.map_batches(
             _HashActor,
-            batch_size=engine.part_rows,
+            batch_size=None,
             batch_format="pyarrow",
             fn_constructor_args=(stage, parts),
             compute=engine.actors(blocks),

@@ -64,6 +64,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
+from pipeline.parts import records_of
 from stages.base import SEQ_COLUMN
 from stages.dedup_common import RecordKeys
 from stages.dedup_semantic import SemanticDedupStage, SemanticFingerprint, SemanticResolution
@@ -152,7 +153,7 @@ class _EmbedActor:
         self.stage = stage
 
     def __call__(self, block: pa.Table) -> pa.Table:
-        return fingerprint_table(self.stage.fingerprint(block))
+        return fingerprint_table(self.stage.fingerprint(records_of(block)))
 
 
 def _describe(block: pa.Table) -> tuple[int, int, int, bool, int, int]:
