@@ -509,3 +509,25 @@ def test_parts_run_with_an_empty_file_and_a_step_that_keeps_nothing(tmp_path: Pa
     assert [s["kept"] for s in local["report"]["stages"]] == [34, 34, 0, 0, 0]
     assert any(f["path"].endswith("empty.jsonl") and f["units"] == 0 for f in local["report"]["inputs"])
     assert not (tmp_path / "parts" / ".zhcurate" / "03_dedup_exact" / KEPT).exists()
+
+
+@pytest.mark.parametrize("first_parts", [False, True], ids=["local-then-parts", "parts-then-local"])
+def test_resume_across_engines(tmp_path: Path, first_parts: bool) -> None:
+    """A run started on one engine resumes on the other: the unchanged steps are reused whatever wrote them
+    (one file or a folder of parts), the changed last stage runs on the other engine, and the outputs equal a
+    fresh local run with the changed recipe."""
+    changed = [*RUN_STAGES[:-1], {"dedup_minhash": {"threshold": 0.5}}]
+    out = tmp_path / "out"
+    run(out, InProcessPartsEngine() if first_parts else None)
+    engine = None if first_parts else InProcessPartsEngine()
+    report = run(out, engine, resume=True, stages=changed)
+    assert report["reused_stages"] == ["read", *(next(iter(s)) for s in RUN_STAGES[:-1])]
+    if engine is not None:
+        assert engine.calls["map_parts"] == 1 and "read_parts" not in engine.calls
+    fresh = tmp_path / "fresh"
+    expected = outcome(fresh, run(fresh, stages=changed))
+    got = outcome(out, report)
+    assert got["cleaned"] == expected["cleaned"]
+    assert got["rejected"] == expected["rejected"]
+    assert got["quarantine"] == expected["quarantine"]
+    assert got["report"]["counts"] == expected["report"]["counts"]
