@@ -20,17 +20,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--hide-scrollbars",
-]
+from tests.pipeline.test_report import CHROMIUM_FLAGS  # noqa: E402  (the browser test's flags, one list)
+
+FLAGS = [*CHROMIUM_FLAGS, "--hide-scrollbars"]
 
 
 def screenshot(page: Path, png: Path, width: int = 1280, height: int = 2000) -> None:

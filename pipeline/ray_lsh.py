@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import numpy as np
 import pyarrow as pa
 
-from pipeline.engine_ray import BATCH_COLUMN, COUNTERS_COLUMN
+from pipeline.engine_ray import COUNTERS_COLUMN
 from pipeline.parts import records_of
 from stages.base import SEQ_COLUMN
 
@@ -90,10 +90,7 @@ class _SignatureActor:
         self.stage = stage
 
     def __call__(self, block: pa.Table) -> pa.Table:
-        block = records_of(block)
-        if BATCH_COLUMN in block.column_names:
-            block = block.drop_columns([BATCH_COLUMN])
-        fp = self.stage.fingerprint(block)
+        fp = self.stage.fingerprint(records_of(block))
         sig = np.ascontiguousarray(fp.signatures)
         buckets = np.ascontiguousarray(self.stage.band_buckets(sig), dtype=np.uint32)
         n = len(fp.keys)

@@ -192,27 +192,10 @@ class Runner:
         kept.close()
         rej.close()
         qtmp.replace(qpath)
-        n_input = sum(info.units for info in reader.infos)
-        stats = {
-            "name": "read",
-            "kind": "read",
-            "file": f"{name}.parquet",
-            "rejected_file": f"{name}.rejected.parquet",
-            "quarantine_file": "quarantine.jsonl",
-            "fingerprint": fp,
-            "input": n_input,
-            "kept": kept.rows,
-            "dropped": rej.rows,
-            "quarantined": n_quarantine,
-            "reasons": dict(reasons),
-            "counters": {},
-            "seconds": round(time.perf_counter() - t0, 3),
-            "files": [vars(info) for info in reader.infos],
-            "reused": False,
-            "collect": collector.result(),
-        }
-        write_json_atomic(self.work / f"{name}.stats.json", stats)
-        return stats
+        total = PartReport(0, sum(info.units for info in reader.infos), kept.rows, rej.rows, n_quarantine, reasons)
+        total.collector, total.infos = collector, reader.infos
+        written = {"file": f"{name}.parquet", "rejected_file": f"{name}.rejected.parquet"}
+        return self._save_stats(name, "read", "read", fp, {**written, "quarantine_file": "quarantine.jsonl"}, total, t0)
 
     def _read_step_parts(self, files: list[Path], fp: str, name: str) -> dict[str, Any]:
         """The read step on a parts engine: every input file is read by a worker into parts."""
@@ -226,27 +209,8 @@ class Runner:
             bar.update(report.rows_in)
         bar.close()
         total = self._check_parts(name, step_dir, reports)
-        stats = {
-            "name": "read",
-            "kind": "read",
-            "file": f"{name}/{KEPT}",
-            "rejected_file": f"{name}/{REJECTED}",
-            "quarantine_file": f"{name}/{QUARANTINE}",
-            "fingerprint": fp,
-            "input": total.rows_in,
-            "kept": total.kept,
-            "dropped": total.dropped,
-            "quarantined": total.quarantined,
-            "reasons": dict(total.reasons),
-            "counters": {},
-            "seconds": round(time.perf_counter() - t0, 3),
-            "files": [vars(info) for info in total.infos],
-            "reused": False,
-            "parts": len(reports),
-            "collect": total.collector.result(),
-        }
-        write_json_atomic(self.work / f"{name}.stats.json", stats)
-        return stats
+        written = {"file": f"{name}/{KEPT}", **{f"{kind}_file": f"{name}/{kind}" for kind in (REJECTED, QUARANTINE)}}
+        return self._save_stats(name, "read", "read", fp, written, total, t0, parts=len(reports))
 
     def _fresh_step_dir(self, name: str) -> Path:
         step_dir = self.work / name
@@ -323,25 +287,9 @@ class Runner:
             raise BalanceError(
                 f"stage '{stage.name}' received {n_in} records but returned {kept.rows} kept + {rej.rows} dropped"
             )
-        stats = {
-            "name": stage.name,
-            "kind": "global" if isinstance(stage, GlobalStage) else "record",
-            "file": f"{name}.parquet",
-            "rejected_file": f"{name}.rejected.parquet",
-            "fingerprint": fp,
-            "input": n_in,
-            "kept": kept.rows,
-            "dropped": rej.rows,
-            "reasons": dict(reasons),
-            "counters": dict(counters),
-            "params": stage.params.model_dump(mode="json"),
-            "seconds": round(time.perf_counter() - t0, 3),
-            "reused": False,
-            "fingerprints_reused": fingerprints_reused,
-            "collect": collector.result(),
-        }
-        write_json_atomic(self.work / f"{name}.stats.json", stats)
-        return stats
+        total = PartReport(0, n_in, kept.rows, rej.rows, 0, reasons, counters, collector)
+        files = {"file": f"{name}.parquet", "rejected_file": f"{name}.rejected.parquet"}
+        return self._save_stage_stats(name, stage, fp, files, total, t0, fingerprints_reused=fingerprints_reused)
 
     def _stage_step_parts(self, name: str, stage: Stage, prev: Path, schema: pa.Schema, fp: str) -> dict[str, Any]:
         """A stage on a parts engine: the workers run it over the previous step's parts and write their own."""
@@ -376,25 +324,48 @@ class Runner:
             raise BalanceError(
                 f"stage '{stage.name}' received {n_in} records but returned {total.kept} kept + {total.dropped} dropped"
             )
-        counters.update(total.counters)
-        stats = {
-            "name": stage.name,
-            "kind": "global" if isinstance(stage, GlobalStage) else "record",
-            "file": f"{name}/{KEPT}",
-            "rejected_file": f"{name}/{REJECTED}",
+        counters.update(total.counters)  # the resolution's counters, then the workers'
+        total.counters = counters
+        files = {"file": f"{name}/{KEPT}", "rejected_file": f"{name}/{REJECTED}"}
+        return self._save_stage_stats(name, stage, fp, files, total, t0, fingerprints_reused=False, parts=len(reports))
+
+    def _save_stage_stats(
+        self, name: str, stage: Stage, fp: str, files: dict[str, str], total: PartReport, t0: float, **extra: Any
+    ) -> dict[str, Any]:
+        kind = "global" if isinstance(stage, GlobalStage) else "record"
+        params = stage.params.model_dump(mode="json")
+        return self._save_stats(name, stage.name, kind, fp, files, total, t0, params=params, **extra)
+
+    def _save_stats(
+        self,
+        name: str,
+        label: str,
+        kind: str,
+        fp: str,
+        files: dict[str, str],
+        total: PartReport,
+        t0: float,
+        **extra: Any,
+    ) -> dict[str, Any]:
+        """A finished step's ``.stats.json`` (written last: the step is complete once it exists), from its books."""
+        stats: dict[str, Any] = {
+            "name": label,
+            "kind": kind,
+            **files,
             "fingerprint": fp,
-            "input": n_in,
+            "input": total.rows_in,
             "kept": total.kept,
             "dropped": total.dropped,
             "reasons": dict(total.reasons),
-            "counters": dict(counters),
-            "params": stage.params.model_dump(mode="json"),
+            "counters": dict(total.counters),
             "seconds": round(time.perf_counter() - t0, 3),
             "reused": False,
-            "fingerprints_reused": False,
-            "parts": len(reports),
-            "collect": total.collector.result(),
+            **extra,
         }
+        if kind == "read":
+            stats["quarantined"] = total.quarantined
+            stats["files"] = [vars(info) for info in total.infos]
+        stats["collect"] = total.collector.result()
         write_json_atomic(self.work / f"{name}.stats.json", stats)
         return stats
 
