@@ -5,10 +5,11 @@ record passes through the driver:
 
 * ``read_parts``: one Ray task per input file reads it (the same salvaging reader as the local engine, the same
   ``_seq`` and ids) and writes the step's parts (:mod:`pipeline.parts`).
-* ``map_parts``: ``ray.data.read_parquet`` over the previous step's parts, then ``map_batches`` through a pool
-  of actors (:class:`_PartActor`), each of which builds and ``setup()``s the stage once (a model is loaded once
-  per worker, not once per batch), runs it batch by batch and writes its kept and dropped records as parts of
-  the step. Only a small report per part comes back. Ray Data streams: blocks are read as actors are free.
+* ``map_parts``: work units (runs of whole row groups of the previous step's parts, see :meth:`RayEngine.records`)
+  go through ``map_batches`` to a pool of actors (:class:`_PartActor`), each of which builds and ``setup()``s the
+  stage once (a model is loaded once per worker, not once per batch), reads its unit, runs the stage batch by
+  batch and writes its kept and dropped records as parts of the step. Only a small report per part comes back.
+  Ray Data streams: units are read as actors are free.
 * ``resolve_parts``: global stages at cluster scale. MinHash (stages with the :class:`pipeline.ray_lsh.BandedStage`
   hooks): signatures on the workers, band buckets grouped by a Ray Data ``groupby`` shuffle, only candidate
   pairs on the driver. Exact dedup (:class:`pipeline.ray_lsh.HashedStage`): content hashes grouped by a
