@@ -57,6 +57,7 @@ from pydantic import Field
 
 from pipeline.errors import ConfigError
 from stages.base import RecordStage, StageParams, StageResult, detail_json
+from stages.english_words import word_sets
 from stages.textspans import split_protected
 
 BUILTIN_TERMS = Path(__file__).resolve().parent / "data" / "tech_terms.txt"
@@ -93,6 +94,8 @@ _PINYIN_WORD = re.compile(
     f"(?:(?:[zcs]h|[bpmfdtnlgkhjqxrzcsyw])?[aeiouü{_TONED}]+(?:ng|n|r)?(?![aeiouü{_TONED}]))+", re.I
 )
 _TAG = re.compile(r"</?[A-Za-z][^<>\n]*>")
+# Identifiers by their use (``sum = 0``, ``arr[i]``) and paths (``g/mol``, ``site.net/plays/romeo``).
+_IDENTIFIER_USE = re.compile(r"\b[A-Za-z_]\w*(?=\s*(?:[-+*/%]?=(?!=)|\[))|[\w.%-]*[A-Za-z0-9](?:/[\w.%-]+)+/?")
 _ENTITY = re.compile(r"&(?:[A-Za-z]{2,8}|#\d{1,6}|#[xX][0-9A-Fa-f]{1,6});")
 
 # A line of code. Strong: a statement keyword, a comment or a tag first, or ending in ; { }.
@@ -120,13 +123,14 @@ _TARGET_ZH = re.compile(
 )
 _FOREIGN_LANGUAGE = re.compile(
     r"英语|英文|英式|美式|english|法语|法文|德语|德文|西班牙语|意大利语|葡萄牙语|俄语|日语|日文|韩语|韩文|"
-    r"拉丁语|阿拉伯语|外语|french|spanish|german|japanese|korean",
+    r"拉丁语|阿拉伯语|外语|外国|不同语言|其他语言|另一种语言|多种语言|french|spanish|german|japanese|korean",
 )
 # Task markers are matched against the lower-cased instruction.
 # Tasks about words and grammar: their subject matter is (usually english) words.
 _WORD_TASK = re.compile(
     r"单词|词组|短语|语法|时态|语态|拼写|字母|押韵|同义词|近义词|反义词|词性|形容词|名词|动词|副词|介词|代词|冠词|"
-    r"连词|习语|俚语|缩写|首字母|音节|后缀|前缀|词根|复数|过去式|分词|比较级|最高级|拼音|注音"
+    r"连词|习语|俚语|缩写|首字母|音节|后缀|前缀|词根|复数|过去式|分词|比较级|最高级|拼音|注音|同音|谐音|韵|方言|口音|"
+    r"homophone|dialect|accent"
 )
 _CODE_TASK = re.compile(
     r"代码|程序|函数|脚本|算法|编程|伪代码|正则|查询|数据库|sql|html|css|xml|json|api|http|python|java|c\+\+|"
@@ -139,6 +143,26 @@ _FUNCTION_WORDS = frozenset(
     no yes do does did done have has had will would can could should may might must shall what which who whom
     whose how why when where there here all some any each every both one also only just very too please hello
     hi thank thanks let make write create generate give find describe explain list name identify""".split()
+)
+# Tasks whose answer is legitimately Latin text that is not English prose (checked on the lower-cased instruction).
+_OTHER_TEXT_TASKS = (
+    (
+        "encoding_task",
+        re.compile(
+            r"密码|加密|解密|密文|明文|凯撒|编码|解码|暗号|摩斯|摩尔斯|猪拉丁|倒序|逆序|倒着|反转|颠倒|打乱|"
+            r"cipher|encrypt|decrypt|encod|decod|rot13|base64|pig latin|morse|anagram|reverse|scramble"
+        ),
+    ),
+    ("notation_task", re.compile(r"国际象棋|棋谱|记谱|\bfen\b|乐谱|简谱|和弦|音符|化学式|分子式|notation|chord")),
+    (
+        "names_task",
+        re.compile(
+            r"歌|曲|小调|诗|押韵|口号|标语|广告语|菜|食|餐|饮料|酒|料理|起名|取名|命名|品牌|书名|片名|地名|人名|"
+            r"参考书目|参考文献|书目|引文|引用|citation|bibliograph|\bapa\b|\bmla\b|"
+            r"jingle|slogan|lyric|song|poem|rhyme|recipe|dish|food|brand"
+        ),
+    ),
+    ("search_task", re.compile(r"搜索|检索|搜寻|关键词|关键字|布尔|search|keyword|boolean|google")),
 )
 # Lower-case words that link the capitalised words of one name: "Lord of the Flies", "Katrina and the Waves".
 _NAME_LINKS = frozenset("of the and or in on an for to at by with from de la le du des von van der del da di".split())
@@ -155,7 +179,10 @@ class LanguageParams(StageParams):
     min_han_ratio: float = Field(default=0.3, ge=0.0, le=1.0, description="Han share making a field Chinese")
     ja_kana_ratio: float = Field(default=0.15, gt=0.0, le=1.0, description="kana share of Han+kana: Japanese")
     min_mismatch_words: int = Field(default=3, ge=1, description="offending words/units for a mismatch")
-    max_code_switch_words: int = Field(default=2, ge=0, description="offending words a Chinese answer may hold")
+    max_everyday_words: int = Field(
+        default=0, ge=0, description="everyday English words (wordfreq) a Chinese answer may hold"
+    )
+    max_code_switch_words: int = Field(default=2, ge=0, description="other offending words a Chinese answer may hold")
     max_code_switch_ratio: float = Field(default=0.05, ge=0.0, le=1.0, description="their share of its units")
     max_english_run: int = Field(default=3, ge=1, description="offending words one English clause may hold")
     foreign_quote_words: int = Field(default=3, ge=1, description="offending words making an instruction a quote")
@@ -196,10 +223,14 @@ def _load_terms(lines: list[str], words: set[str], phrases: set[str]) -> None:
 
 
 def _latin_words(text: str) -> tuple[str, ...]:
-    """Latin words of two letters or more, without hashtags, mentions, identifiers, domains and calls."""
+    """Latin words of two letters or more, without hashtags, mentions, identifiers, domains, calls and words
+    glued to a digit (``omega-3``, ``AI4What``, ``d3.js``: names and units)."""
     out = []
-    for tok in _TOKEN.findall(text):
+    for m in _TOKEN.finditer(text):
+        tok = m.group(0)
         if tok[0] in "#@" or tok[-1] == ")":
+            continue
+        if (m.start() and text[m.start() - 1].isdigit()) or text[m.end() : m.end() + 1].isdigit():
             continue
         tok = tok.rstrip(".'’-")
         if len(tok) > 1 and "_" not in tok and "." not in tok:
@@ -258,6 +289,8 @@ class LanguageStage(RecordStage):
         self._phrases: re.Pattern[str] | None = None
         self._phrase_list: tuple[str, ...] = ()
         self._detail_cache: dict[tuple[object, ...], str] = {}
+        self._english: frozenset[str] = frozenset()
+        self._known: frozenset[str] = frozenset()
 
     def check(self) -> None:
         path = self.p.terms_file
@@ -276,6 +309,7 @@ class LanguageStage(RecordStage):
             _load_terms(extra, words, phrases)
         _load_terms(list(self.p.extra_terms), words, phrases)
         self._terms = frozenset(words)
+        self._english, self._known = word_sets()
         self._phrase_list = tuple(sorted(phrases))
         if phrases:
             alts = "|".join(re.escape(p) for p in sorted(phrases, key=len, reverse=True))
@@ -302,6 +336,8 @@ class LanguageStage(RecordStage):
         code_lines = 0
         if _HAS_LATIN.search(text):
             text, code_lines = _split_code_lines(text, code_task)
+            if "=" in text or "[" in text or "/" in text:
+                text = _IDENTIFIER_USE.sub(" ", text)
             if "<" in text:
                 text = _TAG.sub(" ", text)
             if self._phrases is not None:
@@ -346,13 +382,13 @@ class LanguageStage(RecordStage):
         last = len(words) - 1
         for k, w in enumerate(words):
             lw = w.lower()
-            if lw in terms or lw in vocab or k in pinyin:
+            if lw in terms or k in pinyin or (vocab and _in_vocab(lw, vocab)):
                 continue
             if not w.islower():
-                if lw not in _FUNCTION_WORDS:
-                    continue  # a name or an acronym
-                if k < last and words[k + 1][0].isupper() and words[k + 1].lower() not in _FUNCTION_WORDS:
-                    continue  # "The Tickle Monster"
+                if lw not in _FUNCTION_WORDS or w.isupper():
+                    continue  # a name, an acronym or an operator (search syntax: OR, AND, NOT)
+                if k < last and words[k + 1][0].isupper():
+                    continue  # a title in title case: "The Tickle Monster", "There Will Come Soft Rains"
             elif lw in _NAME_LINKS and _inside_name(words, k):
                 continue
             out.append(w)
@@ -372,6 +408,9 @@ class LanguageStage(RecordStage):
             return "foreign_language_task"
         if _WORD_TASK.search(instruction):
             return "word_task"
+        for name, pattern in _OTHER_TEXT_TASKS:
+            if pattern.search(low):
+                return name
         if _HAS_LATIN.search(instruction):
             if len(self.offending(_latin_words(instruction), set())) >= self.p.foreign_quote_words:
                 return "foreign_quote"
@@ -405,16 +444,40 @@ class LanguageStage(RecordStage):
         if lang != "zh":
             if code_task and lang == "latin" and _prose_share(m.words) < 0.12:
                 return None, None, "zh+code", "code"  # a code task's output: code or data, not prose
+            if lang == "latin" and bad and not self._words_of_a_language(bad):
+                return None, None, "zh+en", "encoding"  # a cipher, an encoding or a notation, not a language
             if len(bad) + m.kana + m.hangul + m.other >= self.p.min_mismatch_words:
                 return "language_mismatch", self._detail(field, m, lang, bad), f"zh>{lang}", None
         elif bad and (not (code_task or code) or _prose_share(bad) > 0):  # near code, bare words are identifiers
             clause = self._english_clause(m.frame, vocab)
-            many = len(bad) > self.p.max_code_switch_words and len(bad) > self.p.max_code_switch_ratio * m.units
-            if many or clause:
-                return "code_switching", self._detail(field, m, lang, bad, clause=clause), "zh+mixed", None
+            many = (
+                len(bad) > self.p.max_code_switch_words
+                and len(bad) > self.p.max_code_switch_ratio * m.units
+                and self._words_of_a_language(bad, self._english)  # not a dish or a place in another language
+            )
+            everyday = [] if code_task or code else self.everyday(bad)  # near code they are identifiers
+            if many or clause or len(everyday) > self.p.max_everyday_words:
+                detail = self._detail(field, m, lang, bad, clause=clause, everyday=everyday)
+                return "code_switching", detail, "zh+mixed", None
         if code:
             return None, None, "zh+code", "code"
         return None, None, ("zh+mixed" if bad else "zh+terms" if m.words else "zh"), None
+
+    def everyday(self, bad: list[str]) -> list[str]:
+        """The everyday English words among the offending words ``bad`` (:mod:`stages.english_words`): the
+        code-switching of ``我今天感觉amazing``. None when the words are mostly no word of a known language (a
+        cipher, a dish or place name in another language), and a lone word must have three letters (``go``,
+        ``ma`` are too often something else)."""
+        if not self._words_of_a_language(bad, self._english):
+            return []
+        out = [w for w in bad if w.lower() in self._english]
+        return out if len(out) > 1 or (out and len(out[0]) >= 3) else []
+
+    def _words_of_a_language(self, words: list[str], vocabulary: frozenset[str] | None = None) -> bool:
+        """Whether at least half of ``words`` are everyday words of a language (of ``vocabulary``; by default
+        of any language :mod:`stages.english_words` knows)."""
+        known = self._known if vocabulary is None else vocabulary
+        return 2 * sum(1 for w in words if w.lower() in known) >= len(words)
 
     def _english_clause(self, frame: str, vocab: set[str]) -> str | None:
         """The first untranslated English clause in Chinese text: an unbroken Latin stretch with more than
@@ -428,8 +491,12 @@ class LanguageStage(RecordStage):
         return None
 
     @staticmethod
-    def _detail(field: str, m: Measure, lang: str, bad: list[str], clause: str | None = None) -> str:
-        extra = {"clause": clause} if clause else {}
+    def _detail(
+        field: str, m: Measure, lang: str, bad: list[str], clause: str | None = None, everyday: list[str] | None = None
+    ) -> str:
+        extra: dict[str, object] = {"clause": clause} if clause else {}
+        if everyday:
+            extra["everyday_english"] = everyday[:12]
         return detail_json(
             field=field,
             language=lang,
@@ -562,6 +629,20 @@ def _pinyin_words(words: tuple[str, ...]) -> set[int]:
     return toned | {k for k in range(len(words)) if shaped[k] and (k - 1 in toned or k + 1 in toned)}
 
 
+_SUFFIXES = ("ing", "es", "ed", "ly", "s", "d")
+
+
+def _stems(word: str) -> list[str]:
+    """``word`` without one inflection suffix, every way it can be read (``memes`` → ``mem``, ``meme``)."""
+    return [word[: -len(x)] for x in _SUFFIXES if word.endswith(x) and len(word) - len(x) >= 3]
+
+
+def _in_vocab(word: str, vocab: set[str]) -> bool:
+    """``word`` or a stem of it is among the prompt's words or their stems (:func:`_vocab`)."""
+    return word in vocab or any(s in vocab for s in _stems(word))
+
+
 def _vocab(*texts: str) -> set[str]:
     """The lower-cased Latin words of the prompt texts: an answer may repeat them."""
-    return {w.lower() for t in texts if t for w in _WORD2.findall(t)}
+    words = {w.lower() for t in texts if t for w in _WORD2.findall(t)}
+    return words | {s for w in words for s in _stems(w)}

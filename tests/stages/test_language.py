@@ -138,10 +138,12 @@ def test_one_untranslated_english_clause_in_a_long_answer_is_code_switching() ->
     assert detail["clause"].startswith("In 1952, he was elected to the Senate")
 
 
-def test_a_single_english_word_stays_under_the_default_thresholds() -> None:
-    assert decide("这个项目怎么样？", "这个project很重要，我们要认真对待。")[:2] == (None, "zh+mixed")
-    strict = decide("这个项目怎么样？", "这个project很重要，我们要认真对待。", max_code_switch_words=0)
-    assert strict[0] == "code_switching"
+def test_a_single_everyday_english_word_is_code_switching() -> None:
+    reason, profile, detail = decide("这个项目怎么样？", "这个project很重要，我们要认真对待。")
+    assert (reason, profile) == ("code_switching", "zh+mixed")
+    assert detail["everyday_english"] == ["project"]
+    lenient = decide("这个项目怎么样？", "这个project很重要，我们要认真对待。", max_everyday_words=1)
+    assert lenient[:2] == (None, "zh+mixed")
 
 
 def test_history_assistant_turns_are_checked() -> None:
@@ -330,3 +332,106 @@ def test_vectorised_prefilter_agrees_with_the_python_path() -> None:
                 "zh",
                 None,
             )
+
+
+# ---- issue 20: everyday English inside Chinese, and Latin text that is no English --------------------------
+
+FIXTURE = Path(__file__).resolve().parent / "data" / "code_switching.tsv"
+
+
+def test_hand_written_code_switching_set_is_flagged_and_native_set_kept() -> None:
+    rows = [ln.split("\t", 1) for ln in FIXTURE.read_text(encoding="utf-8").splitlines() if ln and ln[0] != "#"]
+    res = run([{"instruction": "用一两句话回复朋友的这条消息：你最近怎么样？", "output": s} for _, s in rows])
+    cs = [r for (label, _), r in zip(rows, res.reasons, strict=True) if label == "cs"]
+    zh = [(s, r) for (label, s), r in zip(rows, res.reasons, strict=True) if label == "zh"]
+    assert len(cs) == 100 and len(zh) >= 120
+    assert sum(r == "code_switching" for r in cs) >= 85
+    assert [s for s, r in zh if r is not None] == []
+
+
+@pytest.mark.parametrize(
+    "answer",
+    ["我今天感觉amazing！", "我感到悲伤and沮丧。", "我感到lonely所以我很sad。", "Recently in my life，我感到很迷茫。"],
+)
+def test_chat_code_switching_is_flagged(answer: str) -> None:
+    reason, profile, detail = decide("说说你今天的心情。", answer)
+    assert (reason, profile) == ("code_switching", "zh+mixed")
+    assert detail["everyday_english"]
+
+
+def test_one_inserted_english_word_in_a_weibo_like_post_is_flagged() -> None:
+    post = "今天终于把拖了一个月的报告交上去了，老板居然说写得不错，晚上必须去吃顿火锅庆祝一下，真的太happy了！"
+    reason, _, detail = decide("写一条微博，分享你今天的心情。", post)
+    assert reason == "code_switching" and detail["everyday_english"] == ["happy"]
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "我用iPhone拍了几张照片，然后用Python写了个脚本整理它们。",
+        "这个APP的CPU占用太高，连WiFi都会卡。",
+        "今晚有NBA总决赛，CEO请全公司一起看。",
+        "他身高180cm，体重70kg，每天喝500ml牛奶。",
+        "鲑鱼富含omega-3脂肪酸。",
+        "二氧化碳的分子量为44.01 g/mol。",
+        "这个memes的主要思想是讽刺拖延。",  # the prompt says meme
+    ],
+)
+def test_terms_units_names_and_prompt_words_are_not_code_switching(answer: str) -> None:
+    assert decide("分析这个 meme 并谈谈你的看法。", answer)[0] is None
+
+
+def test_title_case_book_titles_are_names() -> None:
+    out = "1. Ray Bradbury 的 There Will Come Soft Rains\n2. Kazuo Ishiguro 的 Never Let Me Go"
+    assert decide("列出两本书推荐。", out)[0] is None
+
+
+def test_caesar_cipher_answer_is_kept() -> None:
+    reason, profile, _ = decide(
+        "用凯撒密码（位移3）加密这句话。", "Wklw kh d vhfuhw phvvdjh", input="This is a secret message"
+    )
+    assert reason is None and profile in ("zh+en", "zh+translation")
+    # no task words at all: a text that is no word of any language is an encoding, not a language
+    assert decide("把这句话变换一下。", "Wklw kh d vhfuhw phvvdjh vhfuhw")[0] is None
+
+
+def test_pig_latin_and_fen_notation_are_kept() -> None:
+    assert decide("把“你好世界”的英文说法转换成猪拉丁语。", "Ellohay orldway")[0] is None
+    fen = "rnbqkbnr/pppppppp/8/8/4P3/8/PPPP1PPP/RNBQKBNR b KQkq e3 0 1"
+    assert decide("写出国际象棋开局 1.e4 之后局面的 FEN。", fen)[0] is None
+
+
+def test_dish_names_and_a_jingle_are_kept() -> None:
+    dishes = "尝试西班牙风格的小吃，例如 gambas al ajillo、patatas bravas 和 tortilla de patatas。"
+    assert decide("推荐几样值得尝试的新食品。", dishes)[0] is None
+    jingle = "Dum da dum da dum，我们的产品在这里，dum da dum da dum，明亮而大胆！"
+    assert decide("创作一个10秒的广告小调。", jingle)[0] is None
+
+
+def test_search_syntax_is_kept() -> None:
+    query = "(climate OR weather) AND (policy OR law) site:gov"
+    assert decide("为研究气候政策写一个搜索引擎检索式。", query)[0] is None
+    assert decide("帮我写一个检索式。", "猫 OR 狗 AND 宠物")[0] is None
+
+
+def test_a_task_that_quotes_an_english_sentence_is_kept() -> None:
+    assert (
+        decide(
+            "计算这个句子中元音的个数：The quick brown fox jumps over the lazy dog.",
+            "句子中有 11 个元音：The quick brown fox jumps over the lazy dog.",
+        )[0]
+        is None
+    )
+
+
+def test_a_chinese_question_answered_in_french_is_still_a_mismatch() -> None:
+    reason, profile, _ = decide("介绍一下巴黎。", "Paris est la capitale de la France et une ville très célèbre.")
+    assert (reason, profile) == ("language_mismatch", "zh>latin")
+
+
+def test_wordfreq_lists_load_offline() -> None:
+    from stages.english_words import word_sets
+
+    english, known = word_sets()
+    assert {"amazing", "lonely", "deadline"} <= english and "vhfuhw" not in known
+    assert "tortilla" in known and len(english) > 20_000
