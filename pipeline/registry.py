@@ -7,6 +7,7 @@ from stages.dedup_exact import ExactDedupStage
 from stages.dedup_minhash import MinHashDedupStage
 from stages.dedup_semantic import SemanticDedupStage
 from stages.language import LanguageStage
+from stages.mt_damage import MTDamageStage
 from stages.normalize import NormalizeStage
 from stages.quality import QualityStage
 from stages.safety import SafetyStage
@@ -16,6 +17,7 @@ STAGES: dict[str, type[Stage]] = {
     "normalize": NormalizeStage,
     "safety": SafetyStage,
     "language": LanguageStage,
+    "mt_damage": MTDamageStage,
     "quality": QualityStage,
     "dedup_exact": ExactDedupStage,
     "dedup_minhash": MinHashDedupStage,

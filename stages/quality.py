@@ -63,6 +63,7 @@ from pydantic import Field, field_validator
 from schemas.record import TEXT_FIELDS
 from stages.base import RecordStage, StageParams, StageResult, detail_json
 from stages.quality_signals import BARRIER, Signals, is_code_line, measure, prose, without_opaque_tokens
+from stages.quality_structure import broken_json, is_structured, open_bracket_span, repeated_lines
 
 DEFAULT_PLACEHOLDERS: tuple[str, ...] = (
     "n/a", "na", "null", "nil", "todo", "tbd", "<nooutput>", "<noinput>", "no output", "无", "略", "空", "暂无",
@@ -123,7 +124,10 @@ class QualityParams(StageParams):
     min_tandem_block: int = Field(default=6, ge=1)
     min_tandem_run: int = Field(default=20, ge=4)
     repeat_ok_instructions: str = REPEAT_OK_INSTRUCTIONS
-    max_unmatched: int = Field(default=0, ge=0)
+    max_unmatched: int = Field(default=0, ge=0, description="stray brackets that only lower quality_score")
+    max_open_span: float = Field(
+        default=0.5, gt=0, le=1, description="share of the answer a bracket left open may span before it is a drop"
+    )
     truncated_min_content: int = Field(default=20, ge=1)
 
     @field_validator("echo_ok_instructions", "repeat_ok_instructions")
@@ -253,6 +257,8 @@ class QualityStage(RecordStage):
         if p.repetition and (rep := self._repetition(sig, k, text)) is not None:
             if self._repeat_ok is not None and self._repeat_ok.search(question):
                 counters["repetition_exempt"] = counters.get("repetition_exempt", 0) + 1
+            elif rep["signal"] != "tandem" and is_structured(text) and (rep := repeated_lines(text)) is None:
+                counters["repetition_structured"] = counters.get("repetition_structured", 0) + 1
             else:
                 return ("repetition", detail_json(check="repetition", field=field, **rep)), echo is not None
         if p.unbalanced:
@@ -263,16 +269,25 @@ class QualityStage(RecordStage):
                     detail_json(check="unbalanced", field=field, what="code_fence", value=fences, threshold="even"),
                 ), echo is not None
             if sig.unmatched[k] > p.max_unmatched:
+                span = open_bracket_span(text)
+                if span is not None and span[0] >= p.max_open_span:
+                    return (
+                        "unbalanced",
+                        detail_json(
+                            check="unbalanced",
+                            field=field,
+                            what="open_bracket",
+                            bracket=span[1],
+                            value=round(span[0], 3),
+                            threshold=p.max_open_span,
+                        ),
+                    ), echo is not None
+                counters["flag.stray_bracket"] = counters.get("flag.stray_bracket", 0) + 1  # a flag on the score
+            if (broken := broken_json(answer, question)) is not None:
                 return (
                     "unbalanced",
-                    detail_json(
-                        check="unbalanced",
-                        field=field,
-                        what="brackets",
-                        value=int(sig.unmatched[k]),
-                        threshold=p.max_unmatched,
-                    ),
-                ), False
+                    detail_json(check="unbalanced", field=field, what="json", error=broken),
+                ), echo is not None
         if p.truncated and field == "output" and _ends_mid_sentence(stripped, int(sig.content[k]), p):
             return ("truncated", detail_json(check="truncated", field=field, value=stripped[-20:])), False
         return None, echo is not None

@@ -16,9 +16,10 @@ SQL or Python, whose similar lines are not degenerate repetition and whose brack
     ``dup_ngram_char_frac`` (Rae et al. 2021, table A1) with characters as units, the usual choice for Chinese;
     punctuation, Latin and digits are skipped.
 ``tandem``
-    share of the content characters that are *back-to-back* extra copies: a block of 1–8 sentences repeated
-    right after itself (block ≥ ``min_block`` content chars), or a short unit (1–20 chars, holding a Han char
-    or letter) repeated ≥ 4 times in a row over ≥ ``min_run`` chars. The first copy is not counted, so
+    share of the content characters that are *back-to-back* extra copies: a block of 1–8 sentences
+    repeated (punctuation included, spaces not) right after itself (block ≥ ``min_block`` content chars),
+    or a short unit (1–20 chars, holding a Han char or letter) repeated ≥ 4 times in a row over ≥ ``min_run`` chars.
+    The first copy is not counted, so
     ``A A`` gives 0.5. ``tandem_at``: offset of the first repeated sentence block, else of the first run (-1 if none).
 ``unmatched``
     brackets and quotes without partner, per family ``()（）``, ``[]【】``, ``《》``, ``「」``, ``『』``, ``“”``;
@@ -249,9 +250,10 @@ def _sentence_runs(cps: np.ndarray, s: int, e: int, min_block: int, extra: np.nd
         end_here = barrier or (c == 0x2E and (j + 1 >= e or cps[j + 1] == 0x20 or cps[j + 1] == 0x0A))
         if _is_sentence_end(c):
             end_here = True
-        if not end_here and _is_content(c):
-            h = h * _BASE + np.uint64(c)
-            size += 1
+        if not end_here and c != 0x20 and c != 0x09 and c != 0x3000:
+            h = h * _BASE + np.uint64(c)  # punctuation counts: a list and its ranking (、 vs >) differ
+            if _is_content(c):
+                size += 1
         if end_here:
             if size > 0:
                 hashes[n], sizes[n], begins[n], ends[n] = h, size, begin, j

@@ -472,8 +472,8 @@ def test_missing_part_is_a_balance_error(tmp_path: Path) -> None:
     with pytest.raises(BalanceError) as err:
         run(tmp_path, engine)
     message = str(err.value)
-    assert "step '04_quality'" in message and str(tmp_path / ".zhcurate" / "04_quality") in message
-    assert engine.calls["map_parts"] == 4  # normalize, safety, language, quality: the run stopped there
+    assert "step '05_quality'" in message and str(tmp_path / ".zhcurate" / "05_quality") in message
+    assert engine.calls["map_parts"] == 5  # normalize, safety, language, mt_damage, quality: the run stopped there
 
 
 def test_resume_reuses_every_parts_step(tmp_path: Path, parts_run: tuple[Path, dict[str, Any]]) -> None:

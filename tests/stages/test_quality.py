@@ -201,15 +201,43 @@ def test_too_long_counts_every_field_and_turn() -> None:
     ("answer", "what"),
     [
         ("示例代码如下：\n```python\nprint('你好')\n", "code_fence"),
-        ("尊敬的顾客]，感谢您的来信，我们会尽快处理退款。", "brackets"),
-        ("原因主要有三个（经济、政治和文化。", "brackets"),
-        ("奇幻小说的标题可以是“秘密”银塔》和《远古之门》。", "brackets"),
+        ("原因主要有三个（经济、政治和文化三个方面共同作用的结果。", "open_bracket"),
+        ("以下是书单：【一、《红楼梦》 二、《西游记》 三、《水浒传》 四、《三国演义》", "open_bracket"),
     ],
 )
 def test_unbalanced(answer: str, what: str) -> None:
     res = run(("回答问题。", "", answer))
     assert res.reasons == ["unbalanced"]
     assert detail(res)["what"] == what
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "尊敬的顾客]，\n\n谢谢你让我们注意到这一点。对于产品问题，我们深表歉意。我们会尽快处理您的退款申请。",
+        "奇幻小说的标题可以是“秘密”银塔》和《远古之门》。",
+        "美国历史的关键点包括美国革命 (1775-1783)、内战 (1861-1865)、工业革命 (19 世纪末。",
+    ],
+)
+def test_a_stray_bracket_is_a_flag_on_the_score_not_a_drop(answer: str) -> None:
+    res = run(("回答问题。", "", answer))
+    assert res.reasons == [None]
+    assert res.counters["flag.stray_bracket"] == 1
+    clean = run(("回答问题。", "", answer.replace("]", "").replace("》和", "和").replace("(19 世纪末", "19 世纪末")))
+    assert res.table.column("quality_score")[0].as_py() < clean.table.column("quality_score")[0].as_py()
+
+
+def test_json_that_does_not_parse_is_unbalanced_when_the_task_asks_for_json() -> None:
+    broken = '{"姓名": "张三", "年龄": 30, "城市": "北京"'
+    res = run(("把下面的信息转换成 JSON 格式。", "张三，30岁，住在北京。", broken))
+    assert res.reasons == ["unbalanced"]
+    assert detail(res)["what"] in ("json", "open_bracket")
+    fenced = '```json\n{"姓名": "张三", "年龄": 30,}\n```'
+    res = run(("把下面的信息转换成 JSON 格式。", "张三，30岁", fenced))
+    assert res.reasons == ["unbalanced"] and detail(res)["what"] == "json"
+    good = '```json\n{"姓名": "张三", "年龄": 30}\n```'
+    assert run(("把下面的信息转换成 JSON 格式。", "张三，30岁", good)).reasons == [None]
+    assert run(("介绍一下 JSON。", "", "JSON 是一种数据格式，例如 {a: 1 这样的写法是错误的。")).reasons == [None]
 
 
 def test_truncated_is_off_by_default() -> None:
@@ -296,3 +324,59 @@ def test_alpaca_zh_file() -> None:
     assert by_row[1310] == "echo"  # "translate into Spanish", output = input
     dropped = sum(r is not None for r in res.reasons)
     assert 0 < dropped < 0.03 * len(rows)
+
+
+# ---- issue 20: structured answers repeat phrases by nature -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("question", "answer"),
+    [
+        (
+            "给定一个包含 10 个对象的列表，根据耐用性从最耐用到最不耐用排序。",
+            "锤子、窗户、桌子、椅子、笔记本电脑、电话、订书机、钢笔、铅笔、回形针\n"
+            "- 锤子 > 窗户 > 桌子 > 椅子 > 笔记本电脑 > 电话 > 订书机 > 钢笔 > 铅笔 > 回形针",
+        ),
+        (
+            "用冒泡排序对 [5, 3, 8, 1] 排序，写出每一轮。",
+            "第一轮：比较相邻的两个数字，如果前面的数字大于后面的数字就交换它们的位置：[3, 5, 1, 8]\n"
+            "第二轮：比较相邻的两个数字，如果前面的数字大于后面的数字就交换它们的位置：[3, 1, 5, 8]\n"
+            "第三轮：比较相邻的两个数字，如果前面的数字大于后面的数字就交换它们的位置：[1, 3, 5, 8]\n"
+            "排序完成，结果为 [1, 3, 5, 8]。",
+        ),
+        (
+            "解方程组：x + y = 10，x - y = 2。",
+            "第一步：将两个方程相加，得到方程两边同时相加后的结果 2x = 12。\n"
+            "第二步：将方程两边同时除以二，得到方程两边同时相除后的结果 x = 6。\n"
+            "第三步：将 x = 6 代入第一个方程，得到方程两边同时相减后的结果 y = 4。\n"
+            "所以方程组的解是 x = 6，y = 4。",
+        ),
+        (
+            "简要介绍广东省关于醉酒驾驶的处罚规定。",
+            "第一条 醉酒驾驶机动车的，由公安机关交通管理部门约束至酒醒，吊销机动车驾驶证，依法追究刑事责任。\n"
+            "第二条 醉酒驾驶营运机动车的，由公安机关交通管理部门约束至酒醒，吊销机动车驾驶证，依法追究刑事责任。\n"
+            "第三条 醉酒驾驶校车的，由公安机关交通管理部门约束至酒醒，吊销机动车驾驶证，依法追究刑事责任。",
+        ),
+    ],
+)
+def test_enumerations_solutions_traces_and_legal_texts_are_not_repetition(question: str, answer: str) -> None:
+    res = run((question, "", answer))
+    assert res.reasons == [None]
+
+
+def test_a_degenerate_enumerated_loop_is_still_repetition() -> None:
+    loop = "\n".join(f"{i}. 苹果是一种很好吃的水果，富含维生素。" for i in range(1, 9))
+    res = run(("列出八种不同的水果。", "", loop))
+    assert res.reasons == ["repetition"]
+    assert detail(res)["signal"] == "repeated_lines"
+
+
+def test_a_sentence_said_twice_in_a_row_is_still_repetition() -> None:
+    res = run(
+        (
+            "产生两种不同的方式来表达同一件事。",
+            "我昨晚睡了 10 个小时。",
+            "昨晚我睡了 10 个小时。\n昨晚我睡了 10 个小时。",
+        )
+    )
+    assert res.reasons == ["repetition"]
