@@ -111,6 +111,12 @@ ALPACA = [
     {"instruction": "一加一等于几？", "input": "", "output": 2},
     {"input": "没有指令也没有输出"},
     {"instruction": "", "input": "", "output": ""},
+    # mt_damage: machine-translated code (the Python keyword "return" translated)
+    {
+        "instruction": "编写一个函数将给定的字符串转换为大写。",
+        "input": "",
+        "output": "def to_upper(s):\n    返回 s.upper()",
+    },
 ]
 
 SHAREGPT = [

@@ -94,6 +94,9 @@ _PINYIN_WORD = re.compile(
     f"(?:(?:[zcs]h|[bpmfdtnlgkhjqxrzcsyw])?[aeiouü{_TONED}]+(?:ng|n|r)?(?![aeiouü{_TONED}]))+", re.I
 )
 _TAG = re.compile(r"</?[A-Za-z][^<>\n]*>")
+_ASSIGNED = re.compile(r"\b([A-Za-z_]\w*)\s*(?:[-+*/%]?=(?!=))")
+# An English phrase glossed by its acronym: "Garbage in, garbage out (GIGO)", "machine learning (ML)".
+_GLOSSED = re.compile(r"((?:[A-Za-z]+[ ,，-]+){1,7}[A-Za-z]+)\s*[(（]([A-Z]{2,8})[)）]")
 # Identifiers by their use (``sum = 0``, ``arr[i]``) and paths (``g/mol``, ``site.net/plays/romeo``).
 _IDENTIFIER_USE = re.compile(r"\b[A-Za-z_]\w*(?=\s*(?:[-+*/%]?=(?!=)|\[))|[\w.%-]*[A-Za-z0-9](?:/[\w.%-]+)+/?")
 _ENTITY = re.compile(r"&(?:[A-Za-z]{2,8}|#\d{1,6}|#[xX][0-9A-Fa-f]{1,6});")
@@ -163,6 +166,12 @@ _OTHER_TEXT_TASKS = (
         ),
     ),
     ("search_task", re.compile(r"搜索|检索|搜寻|关键词|关键字|布尔|search|keyword|boolean|google")),
+)
+# Chat words that are no names even when capitalised: interjections, discourse markers, feelings.
+_CHAT_WORDS = frozenset(
+    """anyway btw so actually really well sorry thanks yes no oh wow okay cool nice great good bad sad happy amazing
+    awesome perfect fine whatever maybe honestly seriously basically literally totally definitely exactly sure bye
+    oops yeah yep nope lol omg recently finally tired bored boring excited lonely busy crazy""".split()
 )
 # Lower-case words that link the capitalised words of one name: "Lord of the Flies", "Katrina and the Waves".
 _NAME_LINKS = frozenset("of the and or in on an for to at by with from de la le du des von van der del da di".split())
@@ -338,6 +347,8 @@ class LanguageStage(RecordStage):
             text, code_lines = _split_code_lines(text, code_task)
             if "=" in text or "[" in text or "/" in text:
                 text = _IDENTIFIER_USE.sub(" ", text)
+            if "(" in text or "（" in text:
+                text = _GLOSSED.sub(_glossed_name, text)
             if "<" in text:
                 text = _TAG.sub(" ", text)
             if self._phrases is not None:
@@ -385,8 +396,10 @@ class LanguageStage(RecordStage):
             if lw in terms or k in pinyin or (vocab and _in_vocab(lw, vocab)):
                 continue
             if not w.islower():
-                if lw not in _FUNCTION_WORDS or w.isupper():
-                    continue  # a name, an acronym or an operator (search syntax: OR, AND, NOT)
+                if w.isupper():
+                    continue  # an acronym or an operator (search syntax: OR, AND, NOT)
+                if lw not in _FUNCTION_WORDS and not (lw in _CHAT_WORDS and not _title_next(words, k)):
+                    continue  # a name ("Google"); but "Anyway，我们走吧" and "我觉得Amazing" are no names
                 if k < last and words[k + 1][0].isupper():
                     continue  # a title in title case: "The Tickle Monster", "There Will Come Soft Rains"
             elif lw in _NAME_LINKS and _inside_name(words, k):
@@ -434,6 +447,8 @@ class LanguageStage(RecordStage):
         if lang == "none":
             return None, None, ("zh+code" if code else "zh"), ("code" if code else None)
         vocab = _vocab(prompt, input_, system) if m.words else set()
+        if m.words and "=" in answer:  # a name the answer assigns (sum = 0) is an identifier wherever it appears
+            vocab.update(x.lower() for x in _ASSIGNED.findall(answer))
         bad = self.offending(m.words, vocab)
         if lang != "zh" or bad:
             if input_lang is None:
@@ -605,6 +620,23 @@ class LanguageStage(RecordStage):
             turns = pc.fill_null(pc.list_value_length(batch.column("history")), 0)
             mask = pc.and_(mask, pc.equal(turns, 0))
         return np.asarray(mask.to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def _glossed_name(m: re.Match[str]) -> str:
+    """The phrase of a ``phrase (ACRONYM)`` match whose last words' initials spell the acronym, as one
+    accepted name; the match unchanged otherwise."""
+    words = re.findall(r"[A-Za-z]+", m.group(1))
+    acronym = m.group(2).lower()
+    tail = words[-len(acronym) :]
+    if len(tail) == len(acronym) and "".join(w[0].lower() for w in tail) == acronym:
+        head = m.group(1)[: m.group(1).rfind(tail[0])] if len(words) > len(tail) else ""
+        return f"{head} Phrase ({m.group(2)})"
+    return m.group(0)
+
+
+def _title_next(words: tuple[str, ...], k: int) -> bool:
+    """Whether the word after ``words[k]`` is capitalised too (a title or a name: "Happy Valley")."""
+    return k + 1 < len(words) and words[k + 1][0].isupper()
 
 
 def _inside_name(words: tuple[str, ...], k: int) -> bool:

@@ -13,9 +13,9 @@ Checks (each switched in the recipe; the first that fires is the reason; ``detai
     an index or an attribute, or a final ``:``/``：``/``{``), or a translated loop header
     (``对于数字中的数字：``), or an indented translated ``return`` (``回归均值``) in a block of code. Looked for
     inside fences, and outside them only when the answer has code (a fence or an ASCII statement such as
-    ``def f(x):``) or the line itself is indented code.
+    ``def f(x):``), the task asks for code (代码, 函数, 程序, Python …) or the line itself is indented code.
 ``mt_fullwidth_code``
-    Full-width punctuation (``（）：，；“”``) outside string literals and comments in a line of code
+    Full-width punctuation (``（）：，；“”％｛｝［］＝``) outside string literals and comments in a line of code
     (``def calculate_mean（数字）：``, ``print（"你好"）``).
 ``mt_translated_placeholder``
     A format placeholder whose name was translated (``f"你好，{名字}"``, ``"{姓名}".format(name=n)``,
@@ -58,13 +58,13 @@ _LOOP_HEADER = re.compile(
 _RETURN_LINE = re.compile(r"^[ \t]+(?:返回|回归)\s*\S")
 _ASCII_STATEMENT = re.compile(
     r"^[ \t]*(?:def|class|for|while|if|elif|else|return|import|from|print|function|var|let|const|public|private|"
-    r"static|void|int|try|except|switch|case)\b[^\n]*(?:[:;{)（）：]|\breturn\b)[ \t]*$|[;{}][ \t]*$",
+    r"static|void|int|try|except|switch|case)\b[^\n]*(?:[:;{)（）：；]|\breturn\b)[ \t]*$|[;{}；][ \t]*$",
     re.M,
 )
 _FENCE = re.compile(r"```[^\n]*\n(.*?)(?:```|\Z)", re.S)
 _STRINGS = re.compile(r"\"(?:[^\"\\\n]|\\.)*\"|'(?:[^'\\\n]|\\.)*'|`[^`\n]*`")
 _COMMENT = re.compile(r"(?:#|//|/\*|<!--).*$|^\s*\*.*$")
-_FULLWIDTH = re.compile(r"[（）：，；“”]")
+_FULLWIDTH = re.compile(r"[（）：，；“”％｛｝［］＝]")
 _CODE_LINE_START = re.compile(
     r"^[ \t]*(?:(?:def|class)\s+[A-Za-z_]\w*|(?:for|while|if|elif|else|try|except|with)\b\s*[A-Za-z_(\[（]?|"
     r"(?:return|print|console\.log|printf|System\.out\.println)\b|[A-Za-z_][\w.]*\s*(?:（|\(|=[^=]))"
@@ -72,6 +72,8 @@ _CODE_LINE_START = re.compile(
 _PLACEHOLDER = re.compile(r"\{([\u3400-\u9fff][\u3400-\u9fff\w]*)\}|%\(([\u3400-\u9fff][\u3400-\u9fff\w]*)\)[sdfr]")
 _FORMAT_USE = re.compile(r"\bf[\"']|\.format\(|%\(")
 _HAN = re.compile(r"[\u3400-\u9fff]")
+_HAN_OR_FULLWIDTH = re.compile(r"[\u3400-\u9fff（）：，；“”％｛｝［］＝]")
+_CODE_TASK = re.compile(r"(?i)代码|程序|函数|脚本|编程|python|java|c\+\+|javascript|\bjs\b|\bsql\b|golang|\bphp\b")
 _PSEUDO_TASK = re.compile(r"(?i)伪代码|伪码|pseudo|算法步骤|用中文描述")
 
 
@@ -117,10 +119,11 @@ class MTDamageStage(RecordStage):
     def judge(self, answer: str, prompt: str, counters: dict[str, int]) -> tuple[str, dict[str, str]] | None:
         """The first damage found in one answer, as (reason, detail fields), or None. Cheap exits first: an
         answer without ASCII letters, or without Han characters, holds no translated code."""
-        if not answer or not _HAN.search(answer) or not re.search(r"[A-Za-z]", answer):
+        if not answer or not _HAN_OR_FULLWIDTH.search(answer) or not re.search(r"[A-Za-z]", answer):
             return None
         fenced = [ln for block in _FENCE.findall(answer) for ln in block.split("\n")]
         has_code = bool(fenced) or _ASCII_STATEMENT.search(answer) is not None
+        has_code = has_code or _CODE_TASK.search(prompt) is not None  # a code task's answer is code
         if not has_code and not re.search(r"^[ \t]+\S", answer, re.M):
             return None
         if has_code:
@@ -178,8 +181,11 @@ def _fullwidth_in_code(line: str) -> bool:
     if not _FULLWIDTH.search(bare):
         return False
     head = bare.lstrip()
-    # Chinese prose that merely starts with an English word ("for 循环：") is not code.
-    return not (_HAN.search(head[:12]) and not re.match(r"[A-Za-z_][\w.]*\s*[（(]|(?:def|class)\s", head))
+    if re.match(r"(?:def|class)\s", head):
+        return True  # a definition, Han parameters and all (def calculate_mean（数字）：)
+    # Prose that starts with an English word or a name ("for 循环：", "XP（极限编程）软件开发…") is not code: a
+    # call or a statement here holds no Han outside its strings.
+    return not _HAN.search(head)
 
 
 def _translated_placeholder(code: list[str], text: str) -> tuple[str, str] | None:

@@ -26,9 +26,17 @@ history answer, except where noted; ``detail`` names the check, the field, the m
     ``tandem`` ≥ ``max_tandem_frac``, or ``dup_ngram`` ≥ ``max_dup_ngram_frac`` with ≥ ``min_dup_ngram_han`` Han
     chars (signals in stages/quality_signals.py, measured on prose: code and URLs left out). Not when the
     instruction matches ``repeat_ok_instructions`` (songs, lyrics, "repeat 3 times"; ``repetition_exempt``).
-``unbalanced`` (on, ``max_unmatched`` 0)
-    An odd number of ````` fences, or more than ``max_unmatched`` brackets/quotes without partner in the prose
-    (list markers ``1)``/``a）`` and emoticons excepted; answers that are mostly code are not bracket-checked).
+    Duplicate n-grams of a structured answer — an enumeration, numbered steps, a worked solution, a sort trace,
+    articles of law, a list with its ranking — are structure, not a loop (``repetition_structured``), unless
+    the same line recurs (at most a third of ≥ 4 lines distinct: signal ``repeated_lines``).
+``unbalanced`` (on, ``max_open_span`` 0.5)
+    Structure that is really broken (stages/quality_structure.py): an odd number of ````` fences; a bracket
+    (not a “ quote) opened and never closed over more than ``max_open_span`` of the prose (``原因有三个（经济、政治…``
+    to the end); JSON that does not parse when the task names JSON; a ```python block that does not parse when
+    the task names Python. A stray bracket (``尊敬的顾客]，谢谢你…``, more than ``max_unmatched`` 0 unmatched in the
+    prose; list markers ``1)``/``a）`` and emoticons excepted; answers that are mostly code are not
+    bracket-checked) is no drop: it lowers ``quality_score`` (balance) and is counted as ``flag.stray_bracket``.
+    Translation leftovers like ``顾客]`` are not repaired: which bracket was meant is a guess.
 ``truncated`` (**off**, output only)
     Ends in the middle of a sentence (on ``，、,（(“‘《``) after ≥ ``truncated_min_content`` content chars, last
     line not code. Off: not precise enough. Answers without a final 。 are mostly titles, tweets, quotes, SQL
@@ -47,7 +55,8 @@ It is 0.0 for an empty or placeholder output, else the weighted mean of five sig
 * 0.15 ending: 1 after 。！？…」 and the like, 0.5 after ，、（“ (mid-sentence), else 0.8;
 * 0.10 answer: 0 if the output echoes the instruction/input, else 1.
 
-Counters: ``score_bucket.<lo>-<hi>`` (five buckets of 0.2), ``echo_exempt``, ``repetition_exempt``.
+Counters: ``score_bucket.<lo>-<hi>`` (five buckets of 0.2), ``echo_exempt``, ``repetition_exempt``,
+``repetition_structured``, ``flag.stray_bracket``.
 """
 
 from __future__ import annotations
@@ -63,7 +72,7 @@ from pydantic import Field, field_validator
 from schemas.record import TEXT_FIELDS
 from stages.base import RecordStage, StageParams, StageResult, detail_json
 from stages.quality_signals import BARRIER, Signals, is_code_line, measure, prose, without_opaque_tokens
-from stages.quality_structure import broken_json, is_structured, open_bracket_span, repeated_lines
+from stages.quality_structure import broken_json, broken_python, is_structured, open_bracket_span, repeated_lines
 
 DEFAULT_PLACEHOLDERS: tuple[str, ...] = (
     "n/a", "na", "null", "nil", "todo", "tbd", "<nooutput>", "<noinput>", "no output", "无", "略", "空", "暂无",
@@ -283,11 +292,12 @@ class QualityStage(RecordStage):
                         ),
                     ), echo is not None
                 counters["flag.stray_bracket"] = counters.get("flag.stray_bracket", 0) + 1  # a flag on the score
-            if (broken := broken_json(answer, question)) is not None:
-                return (
-                    "unbalanced",
-                    detail_json(check="unbalanced", field=field, what="json", error=broken),
-                ), echo is not None
+            for what, parse in (("json", broken_json), ("python", broken_python)):
+                if (broken := parse(answer, question)) is not None:
+                    return (
+                        "unbalanced",
+                        detail_json(check="unbalanced", field=field, what=what, error=broken),
+                    ), echo is not None
         if p.truncated and field == "output" and _ends_mid_sentence(stripped, int(sig.content[k]), p):
             return ("truncated", detail_json(check="truncated", field=field, value=stripped[-20:])), False
         return None, echo is not None

@@ -8,11 +8,13 @@
 * :func:`open_bracket_span`: how much of an answer an unclosed bracket spans. A stray ``]`` left by a
   translation (``尊敬的顾客]，谢谢你…``) or one unclosed ``(`` near the end is a flaw that lowers
   ``quality_score``; a bracket opened early and never closed breaks the answer.
-* :func:`broken_json`: a JSON answer to a task that asks for JSON that does not parse.
+* :func:`broken_json`, :func:`broken_python`: a JSON answer, or a ```python block, to a task that asks for
+  JSON or Python that does not parse.
 """
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 from typing import Any
@@ -28,6 +30,9 @@ _STRIP_MARKER = re.compile(
 _OPEN = {"(": ")", "（": "）", "[": "]", "【": "】", "《": "》", "「": "」", "『": "』", "“": "”"}
 _CLOSE = {v: k for k, v in _OPEN.items()}
 _JSON_TASK = re.compile(r"(?i)\bjson\b")
+_PYTHON_TASK = re.compile(r"(?i)python")
+_PYTHON_FENCE = re.compile(r"```(?:python|py|python3)[ \t]*\n(.*?)```", re.S | re.I)
+_NOT_A_PROGRAM = re.compile(r"^\s*(?:>>>|\.\.\.\s|[%!])", re.M)
 
 
 _LIST_LINE = re.compile(r"(?:[^、,，>|/\n]+\s*[、,，>|/]\s*){4,}")
@@ -63,7 +68,8 @@ def repeated_lines(text: str, min_lines: int = 4) -> dict[str, Any] | None:
 
 def open_bracket_span(text: str) -> tuple[float, str] | None:
     """(share of ``text`` after the earliest bracket that is never closed, that bracket), or None when every
-    opened bracket is closed (stray closing brackets alone give None)."""
+    opened bracket is closed (stray closing brackets alone give None). An open “ is no broken structure:
+    Chinese quotes a speech of several paragraphs with an opening mark per paragraph and one closing mark."""
     stacks: dict[str, list[int]] = {}
     for i, ch in enumerate(text):
         if ch in _OPEN:
@@ -72,7 +78,7 @@ def open_bracket_span(text: str) -> tuple[float, str] | None:
             opener = _CLOSE[ch]
             if stacks.get(opener):
                 stacks[opener].pop()
-    left = [(pos[0], ch) for ch, pos in stacks.items() if pos]
+    left = [(pos[0], ch) for ch, pos in stacks.items() if pos and ch != "“"]
     if not left:
         return None
     at, bracket = min(left)
@@ -94,4 +100,22 @@ def broken_json(answer: str, question: str) -> str | None:
         json.loads(body)
     except json.JSONDecodeError as exc:
         return f"{exc.msg} (line {exc.lineno}, column {exc.colno})"
+    return None
+
+
+def broken_python(answer: str, question: str) -> str | None:
+    """The syntax error of a ```python block in the answer to a task that names Python; None when every such
+    block parses. Blocks of an interactive session (``>>>``) or a notebook (``%magic``, ``!pip``) are not
+    programs and are skipped."""
+    if not _PYTHON_TASK.search(question) or "```" not in answer:
+        return None
+    for block in _PYTHON_FENCE.findall(answer):
+        if _NOT_A_PROGRAM.search(block):
+            continue
+        try:
+            ast.parse(block)
+        except SyntaxError as exc:
+            return f"{exc.msg} (line {exc.lineno})"
+        except ValueError as exc:  # a NUL byte
+            return str(exc)
     return None

@@ -89,7 +89,7 @@ def with_added_columns(stage: Stage) -> pa.Schema:
 
 
 def read_records() -> pa.Table:
-    """What the local reader keeps of samples/raw (34 records, in input order)."""
+    """What the local reader keeps of samples/raw (35 records, in input order)."""
     chunks = [chunk.records for chunk in Reader(sample_files(), "auto", {}, 5)]
     return pa.concat_tables(chunks)
 
@@ -185,7 +185,7 @@ def test_book_part_equals_local_booking(tmp_path: Path) -> None:
     assert [p.name for p in part_files(tmp_path / "a" / KEPT)] == [name]
     assert pq.read_table(tmp_path / "a" / KEPT / name).to_pylist() == kept.to_pylist()
     assert pq.read_table(tmp_path / "a" / REJECTED / name).to_pylist() == dropped.to_pylist()
-    assert (report.key, report.rows_in, report.kept, report.dropped) == (0, 34, kept.num_rows, dropped.num_rows)
+    assert (report.key, report.rows_in, report.kept, report.dropped) == (0, 35, kept.num_rows, dropped.num_rows)
     assert report.reasons == reasons and report.counters == counters
     assert report.collector.dropped.n == dropped.num_rows and report.collector.kept.n == kept.num_rows
 
@@ -442,9 +442,9 @@ def test_parts_run_equals_local_run(local_run: dict[str, Any], parts_run: tuple[
         parts["report"]["counts"]
         == local_run["report"]["counts"]
         == {
-            "input": 42,
+            "input": 43,
             "cleaned": 22,
-            "rejected": 15,
+            "rejected": 16,
             "quarantined": 5,
         }
     )
@@ -505,8 +505,8 @@ def test_parts_run_with_an_empty_file_and_a_step_that_keeps_nothing(tmp_path: Pa
     engine = InProcessPartsEngine()
     parts = outcome(tmp_path / "parts", run(tmp_path / "parts", engine, inputs=inputs, stages=stages))
     assert parts == local
-    assert local["report"]["counts"] == {"input": 44, "cleaned": 0, "rejected": 37, "quarantined": 7}
-    assert [s["kept"] for s in local["report"]["stages"]] == [34, 34, 0, 0, 0]
+    assert local["report"]["counts"] == {"input": 45, "cleaned": 0, "rejected": 38, "quarantined": 7}
+    assert [s["kept"] for s in local["report"]["stages"]] == [35, 35, 0, 0, 0]
     assert any(f["path"].endswith("empty.jsonl") and f["units"] == 0 for f in local["report"]["inputs"])
     assert not (tmp_path / "parts" / ".zhcurate" / "03_dedup_exact" / KEPT).exists()
 

@@ -435,3 +435,20 @@ def test_wordfreq_lists_load_offline() -> None:
     english, known = word_sets()
     assert {"amazing", "lonely", "deadline"} <= english and "vhfuhw" not in known
     assert "tortilla" in known and len(english) > 20_000
+
+
+def test_capitalised_chat_words_are_code_switching_but_titles_stay() -> None:
+    assert decide("说说你的心情。", "Anyway，我们明天再说吧。")[0] == "code_switching"
+    assert decide("说说你的心情。", "我觉得Amazing！")[0] == "code_switching"
+    assert decide("推荐一部电视剧。", "我推荐Happy Valley这部剧，节奏很紧凑。")[0] is None
+
+
+def test_a_phrase_glossed_by_its_acronym_is_a_name() -> None:
+    out = "Garbage in, garbage out (GIGO) 是一种说法，意思是输出的质量取决于输入的质量。"
+    assert decide("解释“垃圾进，垃圾出”是什么意思。", out)[0] is None
+    assert decide("解释“垃圾进，垃圾出”是什么意思。", "Garbage in, garbage out 是一种说法。")[0] == "code_switching"
+
+
+def test_a_name_the_answer_assigns_is_an_identifier() -> None:
+    out = "1. 初始化一个变量来保存总和（例如 sum = 0）。\n2. 遍历矩阵的每一行，把每个元素加到sum上。"
+    assert decide("对给定的二维矩阵求每一列的和。", out)[0] is None

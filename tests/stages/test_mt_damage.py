@@ -107,6 +107,11 @@ def test_translated_placeholder_is_flagged_unless_the_name_is_defined() -> None:
             "写一个求和函数。",
             "def 求和(数字列表):\n    总和 = 0\n    for 数字 in 数字列表:\n        总和 += 数字\n    return 总和",
         ),
+        # prose that starts with a name and a gloss
+        (
+            "列举 XP（极限编程）软件开发过程的四个组成部分。",
+            "XP（极限编程）软件开发过程的四个组成部分是规划、设计、编码和测试。",
+        ),
         # a story, a chemical equation
         ("写一个故事。", "当 Vicki 完全惊讶地进入公园时，每个人都欢呼起来。"),
         ("预测反应结果。", "当 CaCO3（碳酸钙）与 2 摩尔 HCl（盐酸）反应时，会发生以下化学反应："),
@@ -130,3 +135,14 @@ def test_history_answers_are_checked_and_counters_kept() -> None:
 def test_checks_can_be_switched_off() -> None:
     out = "def to_upper(s):\n    返回 s.upper()"
     assert decide("写一个函数。", out, broken_code=False)[0] is None
+
+
+def test_a_code_task_answer_without_a_definition_is_still_checked() -> None:
+    reason, detail = decide("编写一个函数将给定的字符串转换为大写。", "返回 str.upper()")
+    assert reason == "mt_broken_code" and detail["line"] == "返回 str.upper()"
+
+
+def test_fullwidth_punctuation_in_code_without_han() -> None:
+    assert decide("Print a greeting in Python.", 'print（"hello"）')[0] == "mt_fullwidth_code"
+    assert decide("写一个 Python 循环。", "for i in range(10)：\n    print(i)")[0] == "mt_fullwidth_code"
+    assert decide("写一个 Python 循环。", "for i in range(10):\n    print(i)")[0] is None

@@ -380,3 +380,13 @@ def test_a_sentence_said_twice_in_a_row_is_still_repetition() -> None:
         )
     )
     assert res.reasons == ["repetition"]
+
+
+def test_python_that_does_not_parse_is_unbalanced_when_the_task_asks_for_python() -> None:
+    broken = "下面是代码：\n```python\ndef add(a, b)\n    return a + b\n```"
+    res = run(("用 Python 写一个加法函数。", "", broken))
+    assert res.reasons == ["unbalanced"] and detail(res)["what"] == "python"
+    good = "下面是代码：\n```python\ndef add(a, b):\n    return a + b\n```"
+    assert run(("用 Python 写一个加法函数。", "", good)).reasons == [None]
+    session = "在解释器里试一下：\n```python\n>>> 1 + 1\n2\n```"
+    assert run(("用 Python 计算 1 加 1。", "", session)).reasons == [None]
