@@ -2,7 +2,9 @@
 
 **Measuring a field.** Set aside first: code (fences, inline code; :mod:`stages.textspans`), URLs, e-mails,
 LaTeX, unfenced code lines (``def f(x):``, ``SELECT ...``, ``<div>``), tags, identifiers (``root.left``,
-``max_len``, ``bark()``), hashtags and domain names, then quoted and bracketed material (“…”, "…", 《…》, （…）,
+``max_len``, ``bark()``, a name the answer assigns: ``sum = 0``), paths (``g/mol``), hashtags and domain names,
+words glued to a digit (``omega-3``, ``AI4What``), a phrase glossed by its acronym (``Garbage in, garbage out
+(GIGO)``), then quoted and bracketed material (“…”, "…", 《…》, （…）,
 (…)): quotations, titles and glosses such as ``光合作用（photosynthesis）``. The rest is counted in *units*: Han
 characters, kana, Hangul syllables, Latin words and words of other scripts (one-letter words such as the ``x``
 of a formula are not units). A field is Chinese when Han is at least ``min_han_ratio`` of its units and it is
@@ -10,9 +12,15 @@ not Japanese (kana at least ``ja_kana_ratio`` of Han + kana). A field with no un
 
 **Offending words.** A Latin word is legitimate when it is a term (``stages/data/tech_terms.txt`` plus
 ``extra_terms`` / ``terms_file``; units and formulas included), a name or acronym (capitalised, all-caps or
-mixed-case and not an English function word: Google, NBA, iPhone; "of"/"the" inside "Lord of the Flies"),
-pinyin (nǐ hǎo ma), or, in an answer, a word the prompt already contains (``serendipity的意思是…``). Every other
-Latin word offends.
+mixed-case and not an English function word or chat word: Google, NBA, iPhone, OR; "of"/"the" inside "Lord of
+the Flies"; a capitalised function word before another capitalised word: "There Will Come Soft Rains"), pinyin
+(nǐ hǎo ma), or, in an answer, a word the prompt already contains, inflections included (``serendipity的意思是…``,
+``memes`` for ``meme``). Every other Latin word offends. Word lists: :mod:`stages.language_words`.
+
+**Everyday English** (:mod:`stages.english_words`, wordfreq's English list): an offending word that is an
+everyday English word (``amazing``, ``lonely``, ``and``, ``deadline``) is code-switching, the mixing a native
+Chinese text does not have; an offending word that is no word of a known language (``Wklw``, ``vhfuhw``) is a
+cipher, an encoding or a notation, not a language.
 
 **Reasons** (the first that applies):
 
@@ -21,17 +29,26 @@ Latin word offends.
 * ``language_mismatch``: a Chinese prompt answered in another language (at least ``min_mismatch_words``
   offending words or foreign-script units) when the task does not ask for it; or a non-Chinese prompt
   answered in Chinese that is not a translation.
-* ``code_switching``: a Chinese answer with more than ``max_code_switch_words`` offending words that are more
-  than ``max_code_switch_ratio`` of its units (``我今天feel so tired，因为work太多了``), or with one untranslated
-  English clause of more than ``max_english_run`` offending words.
+* ``code_switching``: a Chinese answer with more than ``max_everyday_words`` (0) everyday English words
+  (``我今天感觉amazing！``; a lone word needs three letters), unless the words are mostly no English (a dish
+  name in Spanish); or with more than ``max_code_switch_words`` offending English words that are more than
+  ``max_code_switch_ratio`` of its units; or with one untranslated English clause of more than
+  ``max_english_run`` offending words (a half-translated record). In a code task or an answer with code,
+  everyday words are taken for identifiers and only the clause rule applies. ``detail`` lists
+  ``everyday_english`` and the ``clause``.
 
 **The task allows another language** (neither mismatch nor code-switching is checked) when it is a translation
 whose target is not Chinese; when the input is not Chinese (the output follows the input: 把下面的句子改成被动语态
 with an English sentence); when it names a foreign language (英语, English, 法语…) or is about words and
-grammar (单词, 时态, 形容词…); or when the instruction quotes offending words (in quotes or brackets, or
+grammar (单词, 时态, 形容词, 同音, 押韵, 方言…); when its answer is Latin text that is no English prose: ciphers and
+encodings (凯撒, 加密, 猪拉丁, reverse…), notations (国际象棋, FEN, 和弦…), names, lyrics, dishes and citations
+(歌, 口号, 菜, 食, 品牌, 参考文献, APA…), search syntax (搜索, 检索, 关键词…); or when the instruction quotes offending
+words (in quotes or brackets, or
 ``foreign_quote_words`` of them anywhere). A code task's answer that reads as code or data rather than prose is
 allowed too; in a code task or an answer with code, bare lower-case words in Chinese prose are taken for
-identifiers unless they include English function words.
+identifiers unless they include English function words. A Chinese prompt answered with Latin words that are
+mostly no word of a known language (``Wklw kh d vhfuhw phvvdjh``, ``Th qck brwn fx``) is allowed as an
+encoding (profile ``zh+en``, counter ``allowed.encoding``).
 
 **Speed.** Rows whose instruction is Han without letters and whose output has no letters (most of a Chinese
 dataset) are settled by Arrow's vectorised RE2 (:meth:`LanguageStage.plain_chinese`); the rest take a Python
@@ -58,6 +75,25 @@ from pydantic import Field
 from pipeline.errors import ConfigError
 from stages.base import RecordStage, StageParams, StageResult, detail_json
 from stages.english_words import word_sets
+from stages.language_words import (
+    CHAT_WORDS,
+    CODE_TASK,
+    FOREIGN_LANGUAGE,
+    FUNCTION_WORDS,
+    LATIN,
+    NAME_LINKS,
+    OTHER_TEXT_TASKS,
+    PROSE_WORDS,
+    TARGET_ZH,
+    TRANSLATION,
+    WORD_TASK,
+    glossed_name,
+    in_vocab,
+    inside_name,
+    pinyin_words,
+    prompt_words,
+    title_next,
+)
 from stages.textspans import split_protected
 
 BUILTIN_TERMS = Path(__file__).resolve().parent / "data" / "tech_terms.txt"
@@ -65,7 +101,7 @@ BUILTIN_TERMS = Path(__file__).resolve().parent / "data" / "tech_terms.txt"
 _HAN = "\u3007\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002fa1f"
 _KANA = "\u3041-\u3096\u30a1-\u30fa\u31f0-\u31ff\uff66-\uff9d"
 _HANGUL = "\uac00-\ud7a3\u1100-\u11ff\u3131-\u318e"
-_LATIN = "A-Za-z\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u024f"
+_LATIN = LATIN
 # Greek, Cyrillic, Armenian, Hebrew, Arabic, Indic, Thai, Lao, Tibetan, Myanmar, Georgian, Ethiopic.
 _OTHER = "\u0370-\u03ff\u0400-\u052f\u0531-\u058f\u0590-\u05ff\u0600-\u06ff\u0750-\u077f\u0900-\u0fff\u1000-\u137f"
 
@@ -85,13 +121,6 @@ _RE2_HAN = f"[{_HAN}]"
 _NON_LATIN_FOREIGN = re.compile(f"[{_KANA}{_HANGUL}{_OTHER}]")
 _QUOTED = re.compile(
     r"“[^”]*”|\"[^\"\n]*\"|「[^」]*」|『[^』]*』|《[^》]*》|‘[^’]*’|（[^）]*）|\([^)\n]*\)|【[^】]*】|\[[^\]\n]*\]"
-)
-# Pinyin: one or more syllables (initial, final, optional tone mark); a word with a tone mark that is all
-# syllables is pinyin, and so is a toneless syllable next to one ("nǐ hǎo ma").
-_TONED = "āáǎàēéěèīíǐìōóǒòūúǔùǖǘǚǜ"
-_PINYIN_TONES = re.compile(f"[{_TONED}]")
-_PINYIN_WORD = re.compile(
-    f"(?:(?:[zcs]h|[bpmfdtnlgkhjqxrzcsyw])?[aeiouü{_TONED}]+(?:ng|n|r)?(?![aeiouü{_TONED}]))+", re.I
 )
 _TAG = re.compile(r"</?[A-Za-z][^<>\n]*>")
 _ASSIGNED = re.compile(r"\b([A-Za-z_]\w*)\s*(?:[-+*/%]?=(?!=))")
@@ -119,67 +148,6 @@ _WEAK_CODE = re.compile(
 )
 _CODE_FIRST = frozenset("_#/<{}[]()$")
 _CODE_SYMBOLS = re.compile(r"[(){}\[\];=<>]|^\s{2,}\S")
-
-_TRANSLATION = re.compile(r"翻译|译成|译为|译作|翻成|译文|translat")
-_TARGET_ZH = re.compile(
-    r"(?:译|翻)\s*(?:成|为|作|到)\s*(?:简体|繁体)?(?:中文|汉语|华语|普通话|粤语|文言文)|into\s+(?:chinese|mandarin)",
-)
-_FOREIGN_LANGUAGE = re.compile(
-    r"英语|英文|英式|美式|english|法语|法文|德语|德文|西班牙语|意大利语|葡萄牙语|俄语|日语|日文|韩语|韩文|"
-    r"拉丁语|阿拉伯语|外语|外国|不同语言|其他语言|另一种语言|多种语言|french|spanish|german|japanese|korean",
-)
-# Task markers are matched against the lower-cased instruction.
-# Tasks about words and grammar: their subject matter is (usually english) words.
-_WORD_TASK = re.compile(
-    r"单词|词组|短语|语法|时态|语态|拼写|字母|押韵|同义词|近义词|反义词|词性|形容词|名词|动词|副词|介词|代词|冠词|"
-    r"连词|习语|俚语|缩写|首字母|音节|后缀|前缀|词根|复数|过去式|分词|比较级|最高级|拼音|注音|同音|谐音|韵|方言|口音|"
-    r"homophone|dialect|accent"
-)
-_CODE_TASK = re.compile(
-    r"代码|程序|函数|脚本|算法|编程|伪代码|正则|查询|数据库|sql|html|css|xml|json|api|http|python|java|c\+\+|"
-    r"c#|php|ruby|golang|swift|kotlin|rust|bash|shell|linux|命令|网页|表单|数组|字典|类|方法|循环|变量|excel",
-)
-# English function words. Capitalised, they start sentences rather than name things.
-_FUNCTION_WORDS = frozenset(
-    """a an the this that these those it its is are was were be been being am i you he she we they me him her
-    us them my your his our their and or but if so then than in on at to of for with from by as into about not
-    no yes do does did done have has had will would can could should may might must shall what which who whom
-    whose how why when where there here all some any each every both one also only just very too please hello
-    hi thank thanks let make write create generate give find describe explain list name identify""".split()
-)
-# Tasks whose answer is legitimately Latin text that is not English prose (checked on the lower-cased instruction).
-_OTHER_TEXT_TASKS = (
-    (
-        "encoding_task",
-        re.compile(
-            r"密码|加密|解密|密文|明文|凯撒|编码|解码|暗号|摩斯|摩尔斯|猪拉丁|倒序|逆序|倒着|反转|颠倒|打乱|"
-            r"cipher|encrypt|decrypt|encod|decod|rot13|base64|pig latin|morse|anagram|reverse|scramble"
-        ),
-    ),
-    ("notation_task", re.compile(r"国际象棋|棋谱|记谱|\bfen\b|乐谱|简谱|和弦|音符|化学式|分子式|notation|chord")),
-    (
-        "names_task",
-        re.compile(
-            r"歌|曲|小调|诗|押韵|口号|标语|广告语|菜|食|餐|饮料|酒|料理|起名|取名|命名|品牌|书名|片名|地名|人名|"
-            r"参考书目|参考文献|书目|引文|引用|citation|bibliograph|\bapa\b|\bmla\b|"
-            r"jingle|slogan|lyric|song|poem|rhyme|recipe|dish|food|brand"
-        ),
-    ),
-    ("search_task", re.compile(r"搜索|检索|搜寻|关键词|关键字|布尔|search|keyword|boolean|google")),
-)
-# Chat words that are no names even when capitalised: interjections, discourse markers, feelings.
-_CHAT_WORDS = frozenset(
-    """anyway btw so actually really well sorry thanks yes no oh wow okay cool nice great good bad sad happy amazing
-    awesome perfect fine whatever maybe honestly seriously basically literally totally definitely exactly sure bye
-    oops yeah yep nope lol omg recently finally tired bored boring excited lonely busy crazy""".split()
-)
-# Lower-case words that link the capitalised words of one name: "Lord of the Flies", "Katrina and the Waves".
-_NAME_LINKS = frozenset("of the and or in on an for to at by with from de la le du des von van der del da di".split())
-# Words whose share tells English prose from code, data and lists (identifiers rarely are these).
-_PROSE_WORDS = frozenset(
-    """the an is are was were be been of to and in that it this for with as on by at from or not can will has
-    have which you we they their its there""".split()
-)
 
 
 class LanguageParams(StageParams):
@@ -278,7 +246,7 @@ def _han_outside_strings(line: str) -> bool:
 
 def _prose_share(words: tuple[str, ...] | list[str]) -> float:
     """Share of English function words: about 0.3 in prose, near 0 in code, data and lists of names."""
-    return sum(1 for w in words if w.lower() in _PROSE_WORDS) / len(words) if words else 0.0
+    return sum(1 for w in words if w.lower() in PROSE_WORDS) / len(words) if words else 0.0
 
 
 class LanguageStage(RecordStage):
@@ -348,7 +316,7 @@ class LanguageStage(RecordStage):
             if "=" in text or "[" in text or "/" in text:
                 text = _IDENTIFIER_USE.sub(" ", text)
             if "(" in text or "（" in text:
-                text = _GLOSSED.sub(_glossed_name, text)
+                text = _GLOSSED.sub(glossed_name, text)
             if "<" in text:
                 text = _TAG.sub(" ", text)
             if self._phrases is not None:
@@ -388,21 +356,21 @@ class LanguageStage(RecordStage):
     def offending(self, words: tuple[str, ...], vocab: set[str]) -> list[str]:
         """The words that are neither terms, names, acronyms, parts of names, nor in the prompt (``vocab``)."""
         terms = self._terms if self._terms is not None else frozenset()
-        pinyin = _pinyin_words(words)
+        pinyin = pinyin_words(words)
         out = []
         last = len(words) - 1
         for k, w in enumerate(words):
             lw = w.lower()
-            if lw in terms or k in pinyin or (vocab and _in_vocab(lw, vocab)):
+            if lw in terms or k in pinyin or (vocab and in_vocab(lw, vocab)):
                 continue
             if not w.islower():
                 if w.isupper():
                     continue  # an acronym or an operator (search syntax: OR, AND, NOT)
-                if lw not in _FUNCTION_WORDS and not (lw in _CHAT_WORDS and not _title_next(words, k)):
+                if lw not in FUNCTION_WORDS and not (lw in CHAT_WORDS and not title_next(words, k)):
                     continue  # a name ("Google"); but "Anyway，我们走吧" and "我觉得Amazing" are no names
                 if k < last and words[k + 1][0].isupper():
                     continue  # a title in title case: "The Tickle Monster", "There Will Come Soft Rains"
-            elif lw in _NAME_LINKS and _inside_name(words, k):
+            elif lw in NAME_LINKS and inside_name(words, k):
                 continue
             out.append(w)
         return out
@@ -413,15 +381,15 @@ class LanguageStage(RecordStage):
         ``foreign_language_task``, ``word_task``, ``foreign_quote``), or None. ``low`` is the lower-cased
         instruction."""
         low_system = system.lower()
-        if _TRANSLATION.search(low) or _TRANSLATION.search(low_system):
-            return None if _TARGET_ZH.search(low) or _TARGET_ZH.search(low_system) else "translation"
+        if TRANSLATION.search(low) or TRANSLATION.search(low_system):
+            return None if TARGET_ZH.search(low) or TARGET_ZH.search(low_system) else "translation"
         if input_lang not in ("zh", "none"):
             return "foreign_input"
-        if _FOREIGN_LANGUAGE.search(low) or _FOREIGN_LANGUAGE.search(low_system):
+        if FOREIGN_LANGUAGE.search(low) or FOREIGN_LANGUAGE.search(low_system):
             return "foreign_language_task"
-        if _WORD_TASK.search(instruction):
+        if WORD_TASK.search(instruction):
             return "word_task"
-        for name, pattern in _OTHER_TEXT_TASKS:
+        for name, pattern in OTHER_TEXT_TASKS:
             if pattern.search(low):
                 return name
         if _HAS_LATIN.search(instruction):
@@ -440,13 +408,13 @@ class LanguageStage(RecordStage):
         if not _ANY_LETTER.search(answer):
             return None, None, "zh", None
         low = prompt.lower()
-        code_task = _CODE_TASK.search(low) is not None
+        code_task = CODE_TASK.search(low) is not None
         m = self.measure(answer, code_task)
         lang = self.language(m)
         code = m.fenced_code or m.code_lines > 0
         if lang == "none":
             return None, None, ("zh+code" if code else "zh"), ("code" if code else None)
-        vocab = _vocab(prompt, input_, system) if m.words else set()
+        vocab = prompt_words(prompt, input_, system) if m.words else set()
         if m.words and "=" in answer:  # a name the answer assigns (sum = 0) is an identifier wherever it appears
             vocab.update(x.lower() for x in _ASSIGNED.findall(answer))
         bad = self.offending(m.words, vocab)
@@ -571,7 +539,7 @@ class LanguageStage(RecordStage):
                 if len(self._detail_cache) < 4096:
                     self._detail_cache[key] = detail
             return "non_chinese", detail, prompt_lang, None
-        if _TRANSLATION.search(instruction.lower()):
+        if TRANSLATION.search(instruction.lower()):
             return None, None, "zh+translation", "translation"
         detail = detail_json(field="output", language="zh", prompt_field=field, prompt_language=prompt_lang)
         return "language_mismatch", detail, f"{prompt_lang}>zh", None
@@ -620,61 +588,3 @@ class LanguageStage(RecordStage):
             turns = pc.fill_null(pc.list_value_length(batch.column("history")), 0)
             mask = pc.and_(mask, pc.equal(turns, 0))
         return np.asarray(mask.to_numpy(zero_copy_only=False), dtype=bool)
-
-
-def _glossed_name(m: re.Match[str]) -> str:
-    """The phrase of a ``phrase (ACRONYM)`` match whose last words' initials spell the acronym, as one
-    accepted name; the match unchanged otherwise."""
-    words = re.findall(r"[A-Za-z]+", m.group(1))
-    acronym = m.group(2).lower()
-    tail = words[-len(acronym) :]
-    if len(tail) == len(acronym) and "".join(w[0].lower() for w in tail) == acronym:
-        head = m.group(1)[: m.group(1).rfind(tail[0])] if len(words) > len(tail) else ""
-        return f"{head} Phrase ({m.group(2)})"
-    return m.group(0)
-
-
-def _title_next(words: tuple[str, ...], k: int) -> bool:
-    """Whether the word after ``words[k]`` is capitalised too (a title or a name: "Happy Valley")."""
-    return k + 1 < len(words) and words[k + 1][0].isupper()
-
-
-def _inside_name(words: tuple[str, ...], k: int) -> bool:
-    """Whether the link word ``words[k]`` sits between two capitalised words ("Board of Education")."""
-    j = k - 1
-    while j >= 0 and words[j] in _NAME_LINKS:
-        j -= 1
-    if j < 0 or not words[j][0].isupper():
-        return False
-    j = k + 1
-    while j < len(words) and words[j] in _NAME_LINKS:
-        j += 1
-    return j < len(words) and words[j][0].isupper()
-
-
-def _pinyin_words(words: tuple[str, ...]) -> set[int]:
-    """Positions of pinyin words: tone-marked syllables and the toneless syllables next to them."""
-    if all(w.isascii() for w in words):
-        return set()
-    shaped = [_PINYIN_WORD.fullmatch(w) is not None for w in words]
-    toned = {k for k, w in enumerate(words) if shaped[k] and _PINYIN_TONES.search(w)}
-    return toned | {k for k in range(len(words)) if shaped[k] and (k - 1 in toned or k + 1 in toned)}
-
-
-_SUFFIXES = ("ing", "es", "ed", "ly", "s", "d")
-
-
-def _stems(word: str) -> list[str]:
-    """``word`` without one inflection suffix, every way it can be read (``memes`` → ``mem``, ``meme``)."""
-    return [word[: -len(x)] for x in _SUFFIXES if word.endswith(x) and len(word) - len(x) >= 3]
-
-
-def _in_vocab(word: str, vocab: set[str]) -> bool:
-    """``word`` or a stem of it is among the prompt's words or their stems (:func:`_vocab`)."""
-    return word in vocab or any(s in vocab for s in _stems(word))
-
-
-def _vocab(*texts: str) -> set[str]:
-    """The lower-cased Latin words of the prompt texts: an answer may repeat them."""
-    words = {w.lower() for t in texts if t for w in _WORD2.findall(t)}
-    return words | {s for w in words for s in _stems(w)}
