@@ -168,7 +168,7 @@ class Reader:
                 if len(rows) + len(rejected) + len(quarantine) >= self.batch_size:
                     yield self._chunk(rows, rejected, quarantine)
                     rows, rejected, quarantine = [], [], []
-            if info.syntax_errors:
+            if info.syntax_errors or info.repairs:
                 info.salvaged = info.units - info.syntax_errors
         if rows or rejected or quarantine:
             yield self._chunk(rows, rejected, quarantine)

@@ -61,15 +61,15 @@ def file_warnings(files: list[dict[str, Any]], skipped: list[str], run_dir: str)
                     "fix": _fix_for(error, run_dir),
                 }
             )
-        if int(f.get("salvaged") or 0) or int(f.get("syntax_errors") or 0):
-            broken = int(f.get("syntax_errors") or 0)
+        broken, repairs = int(f.get("syntax_errors") or 0), int(f.get("repairs") or 0)
+        if broken or repairs:
             out.append(
                 {
                     "code": "salvaged",
                     "file": path,
-                    "message": f"{path} is not valid JSON ({broken:,} broken element(s)); "
-                    f"{int(f.get('salvaged') or 0):,} elements were salvaged one by one, "
-                    "the broken ones are in quarantine.jsonl",
+                    "message": f"{path} is not valid JSON ({broken:,} broken element(s), {repairs:,} misplaced "
+                    f"comma(s) or bracket(s)); {int(f.get('salvaged') or 0):,} elements were salvaged one by one"
+                    + (", the broken ones are in quarantine.jsonl" if broken else ""),
                     "fix": f"fix the file, or check the salvaged records: zhcurate inspect {run_dir} --quarantine",
                 }
             )

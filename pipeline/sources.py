@@ -57,7 +57,8 @@ class FileInfo:
     quarantined: int = 0
     first_error: str | None = None  # the first quarantine error, with its line
     syntax_errors: int = 0  # broken elements of a JSON array (the rest was salvaged element by element)
-    salvaged: int = 0  # elements read from a JSON array that has syntax errors
+    repairs: int = 0  # trailing, doubled or missing commas and a missing closing ']' read past
+    salvaged: int = 0  # elements read from a JSON array that is not valid JSON
 
     def warn(self, message: str) -> None:
         self.warnings = [*(self.warnings or []), message]
@@ -218,9 +219,17 @@ def _elements(
     text: str, pos: int, dec: json.JSONDecoder, lines: _Lines, closing: str, info: FileInfo | None
 ) -> Iterator[Unit]:
     n, row = len(text), 0
+    clean = True  # the previous element parsed: the separator after it can be checked
     while True:
+        before = pos
         pos = _skip(text, pos, " \t\r\n,")
+        if info is not None and clean:  # a trailing, doubled or missing comma is repaired, and noted
+            commas = text.count(",", before, pos)
+            expected = 0 if not closing or row == 0 or pos >= n or text[pos] == closing else 1
+            info.repairs += commas != expected
         if pos >= n:  # a missing closing ']' loses nothing: every element before it was read
+            if info is not None and closing and clean:
+                info.repairs += 1
             return
         if closing and text[pos] == closing:
             rest = _skip(text, pos + 1, " \t\r\n")
@@ -237,6 +246,7 @@ def _elements(
         except json.JSONDecodeError as e:
             if info is not None:
                 info.syntax_errors += 1
+            clean = False
             m = _RESYNC.search(text, max(e.pos, pos + 1))
             nxt = m.start() + 1 if m else n
             line = lines.at(pos)
@@ -251,11 +261,13 @@ def _elements(
         except RecursionError:
             if info is not None:
                 info.syntax_errors += 1
+            clean = False
             m = _RESYNC.search(text, pos + 1)
             nxt = m.start() + 1 if m else n
             yield Unit(row, lines.at(pos), error="JSON nested too deeply", raw=text[pos:nxt][:RAW_LIMIT])
             row, pos = row + 1, nxt
             continue
+        clean = True
         chunk_bad = has_bad_chars(text[pos:end])
         yield Unit(row, lines.at(pos), obj=obj, raw=text[pos:end][:RAW_LIMIT] if chunk_bad else "")
         row, pos = row + 1, end
