@@ -67,8 +67,12 @@ def file_warnings(files: list[dict[str, Any]], skipped: list[str], run_dir: str)
                 {
                     "code": "salvaged",
                     "file": path,
-                    "message": f"{path} is not valid JSON ({broken:,} broken element(s), {repairs:,} misplaced "
-                    f"comma(s) or bracket(s)); {int(f.get('salvaged') or 0):,} elements were salvaged one by one"
+                    "message": f"{path} is not valid JSON ("
+                    + ", ".join(
+                        ([f"{broken:,} broken element(s)"] if broken else [])
+                        + ([f"{repairs:,} misplaced comma(s) or bracket(s)"] if repairs else [])
+                    )
+                    + f"); {int(f.get('salvaged') or 0):,} elements were salvaged one by one"
                     + (", the broken ones are in quarantine.jsonl" if broken else ""),
                     "fix": f"fix the file, or check the salvaged records: zhcurate inspect {run_dir} --quarantine",
                 }

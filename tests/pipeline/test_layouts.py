@@ -279,3 +279,44 @@ def test_recipe_without_stages_runs_the_default_recipe() -> None:
         s.name for s in build_recipe({"fields": {"instruction": "question"}}, base_dir=None, source="r").stages
     ] == list(DEFAULT_STAGES)
     assert build_recipe({"stages": []}, base_dir=None, source="r").stages == ()
+
+
+@pytest.mark.slow
+def test_readme_quick_start_for_a_belle_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The README's BELLE lines, run as written (the default recipe), in a scratch folder."""
+    import shlex
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    block = readme.split("--fields instruction=question,output=std_answer")[0].rsplit("```bash", 1)[1]
+    block += (
+        "--fields instruction=question,output=std_answer"
+        + readme.split("--fields instruction=question,output=std_answer", 1)[1].split("```", 1)[0]
+    )
+    commands = [shlex.split(line) for line in block.splitlines() if line.startswith("zhcurate ")]
+    assert [c[1] for c in commands] == ["run", "export"]
+    records = [
+        *BELLE_EVAL,
+        {
+            "question": "为什么天空是蓝色的？",
+            "std_answer": "阳光中波长较短的蓝光更容易被大气分子散射，所以我们看到的天空是蓝色的。",
+            "class": "open_qa",
+        },
+        {
+            "question": "写一句鼓励考生的话。",
+            "std_answer": "相信自己，平时的努力一定会在考场上开花结果，加油！",
+            "class": "generation",
+        },
+    ]
+    write_jsonl(tmp_path / "eval_set.json", records)
+    monkeypatch.chdir(tmp_path)
+    for command in commands:
+        assert main(command[1:]) == 0, command
+    err = capsys.readouterr().err
+    assert f"{len(records)} records in ->" in err and "0 quarantined" in err
+    report = json.loads((tmp_path / "out" / "belle" / "report.json").read_text(encoding="utf-8"))
+    assert report["counts"]["cleaned"] >= 3 and report["steps_run"][-1] == "write" and len(report["steps_run"]) == 9
+    exported = (tmp_path / "LLaMA-Factory" / "data" / "belle_clean.jsonl").read_text(encoding="utf-8").splitlines()
+    assert len(exported) == report["counts"]["cleaned"]
+    assert json.loads(exported[0])["conversations"][0]["value"] == BELLE_EVAL[0]["question"]
