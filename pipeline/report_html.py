@@ -199,14 +199,18 @@ def _distributions(d: dict[str, Any]) -> str:
         width = 1 / q["bins"]
         qlabels = [f"{i * width:.2f}–{(i + 1) * width:.2f}" for i in range(q["bins"])]
         charts.append(
-            bar_chart("质量分 quality_score", qlabels, [("保留 kept", q["kept"]), ("丢弃 dropped", q["dropped"])])
+            bar_chart(
+                f"质量分 quality_score (dropped: the {sum(q['dropped'])} with a score)",
+                qlabels,
+                [("保留 kept", q["kept"]), ("丢弃 dropped", q["dropped"])],
+            )
         )
     lang = d["language_profile"]
     if lang["kept"] or lang["dropped"]:
         keys = sorted(set(lang["kept"]) | set(lang["dropped"]), key=lambda k: -lang["kept"].get(k, 0))
         charts.append(
             bar_chart(
-                "语言类型 language profile",
+                f"语言类型 language profile (dropped: the {sum(lang['dropped'].values())} profiled)",
                 keys,
                 [
                     ("保留 kept", [lang["kept"].get(k, 0) for k in keys]),
