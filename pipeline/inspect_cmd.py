@@ -210,6 +210,8 @@ def print_summary(report: dict[str, Any], console: Console, top: int = 15) -> No
         console.print(per_file)
     for w in report.get("warnings") or []:
         console.print(Text(format_warning(w), style="bold yellow"))
+    if report.get("inspect", {}).get("quarantine"):
+        console.print(Text(f"quarantine entries: {report['inspect']['quarantine']}", style="dim"))
     ok = report["balance"]["ok"]
     line = (
         f"input {c['input']:,} = cleaned {c['cleaned']:,} + rejected {c['rejected']:,} + quarantined "

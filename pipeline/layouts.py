@@ -12,6 +12,9 @@ layout             keys of a record                                             
                    (BELLE ``zh_seed_tasks.json``, Self-Instruct seeds)          / ``.output``
 ``belle_eval``     ``question``, ``std_answer`` (BELLE ``eval_set.json``)        instruction, output
 ``firefly``        ``kind``, ``input``, ``target`` (Firefly-train-1.1M)          ``input`` is the instruction
+``coig_exam``      ``textbox_q_instruction``, ``textbox_q_context``,             instruction; input = context +
+                   ``textbox_question``, ``textbox_answer``,                    question; output = answer, then
+                   ``textbox_answer_analysis`` (COIG ``exam_instructions``)      the analysis after a blank line
 ``moss``           ``chat: {turn_1: {Human, MOSS, ...}}``, ``meta_instruction``  a conversation (tool turns: below)
 ``pairs``          ``conversation: [{human, assistant}]`` (Firefly multi-turn)   a conversation
 ``sharegpt``       ``conversations: [{from, value}]``, optional ``system``      (roles human/gpt or user/assistant)
@@ -152,6 +155,22 @@ def _pairs(obj: dict[str, Any]) -> dict[str, Any]:
     return {"system": system if isinstance(system, str) else "", "conversations": turns}
 
 
+def _coig_exam(obj: dict[str, Any]) -> dict[str, Any]:
+    def text(key: str) -> Any:
+        value = obj.get(key)
+        return value.strip() if isinstance(value, str) else value
+
+    parts = [text("textbox_q_context"), text("textbox_question")]
+    answer, analysis = text("textbox_answer"), text("textbox_answer_analysis")
+    strings = all(isinstance(p, str) or p is None for p in parts)
+    with_analysis = isinstance(answer, str) and isinstance(analysis, str) and analysis
+    return {
+        "instruction": text("textbox_q_instruction") or "",
+        "input": "\n".join(p for p in parts if p) if strings else parts,  # a non-string: the reader names it
+        "output": f"{answer}\n\n{analysis}" if with_analysis else answer,
+    }
+
+
 @dataclass(frozen=True)
 class Layout:
     name: str
@@ -184,6 +203,7 @@ LAYOUTS: tuple[Layout, ...] = (
     ),
     Layout("belle_eval", "alpaca", ("question", "std_answer"), (("instruction", "question"), ("output", "std_answer"))),
     Layout("firefly", "alpaca", ("kind", "input", "target"), (("instruction", "input"), ("output", "target"))),
+    Layout("coig_exam", "alpaca", ("textbox_question", "textbox_answer"), convert=_coig_exam),
     Layout("moss", "sharegpt", ("chat",), convert=_moss, any_of=(("meta_instruction", "num_turns"),)),
     Layout("pairs", "sharegpt", ("conversation",), convert=_pairs),
     Layout("sharegpt", "sharegpt", ("conversations",)),

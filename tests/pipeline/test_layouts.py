@@ -102,6 +102,21 @@ LAYOUT_CASES: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
         {"instruction": "将下面的文言文翻译成现代文：学而时习之", "input": "", "output": "学了又按时温习它。"},
     ),
     (
+        "coig_exam",
+        {
+            "textbox_q_instruction": "请回答下面的选择题。",
+            "textbox_q_context": "",
+            "textbox_question": "我国最长的河流是（ ）A.黄河 B.长江 C.珠江",
+            "textbox_answer": "B",
+            "textbox_answer_analysis": "长江全长约6300公里，是我国最长的河流。",
+        },
+        {
+            "instruction": "请回答下面的选择题。",
+            "input": "我国最长的河流是（ ）A.黄河 B.长江 C.珠江",
+            "output": "B\n\n长江全长约6300公里，是我国最长的河流。",
+        },
+    ),
+    (
         "alpaca",  # LLaMA-Factory alpaca with system and history; COIG-CQIA records carry extra keys
         {
             "instruction": "那第二天呢？",
