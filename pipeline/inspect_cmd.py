@@ -194,13 +194,16 @@ def print_summary(report: dict[str, Any], console: Console, top: int = 15) -> No
     files = report.get("by_file") or []
     if len(files) > 1 or any(f["quarantined"] for f in files):
         per_file = Table(title="各文件 per input file", title_justify="left")
-        for name in ("file", "layout", "records", "cleaned", "rejected", "quarantined", "top reasons"):
-            per_file.add_column(name, justify="left" if name in ("file", "layout", "top reasons") else "right")
+        for name in ("file", "layout", "in", "kept", "dropped", "quar.", "top reasons"):
+            if name in ("file", "layout", "top reasons"):
+                per_file.add_column(name, overflow="fold", ratio=2 if name == "top reasons" else 1)
+            else:
+                per_file.add_column(name, justify="right", no_wrap=True)
         for f in files[:top]:
-            top3 = ", ".join(f"{k} {v:,}" for k, v in list(f["reasons"].items())[:3])
+            top3 = ", ".join(f"{k.split('/', 1)[-1]} {v:,}" for k, v in list(f["reasons"].items())[:3])
             per_file.add_row(
-                f["file"],
-                f.get("layout") or "",
+                Path(f["file"]).name,
+                (f.get("layout") or "").split(" ")[0],
                 f"{f['records']:,}",
                 f"{f['cleaned']:,}",
                 f"{f['rejected']:,}",
