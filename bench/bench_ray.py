@@ -81,7 +81,7 @@ def run(
 ) -> tuple[float, dict[str, Any]]:
     raw = {"input": [str(folder)], "output": str(out), "stages": [{s: {}} for s in stages]}
     recipe = build_recipe(raw, base_dir=None, source="bench")
-    opts = RunOptions(output=out, progress=False, workers=workers, engine_name="ray" if engine else "local")
+    opts = RunOptions(output=out, progress=False, workers=workers, engine_name="ray" if engine else "local", force=True)
     t0 = time.perf_counter()
     report = Runner(recipe, opts, engine=engine).run()
     return time.perf_counter() - t0, report

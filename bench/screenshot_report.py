@@ -47,7 +47,9 @@ def screenshot(page: Path, png: Path, width: int = 1280, height: int = 2000) -> 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--recipe", help="recipe to run (default: the default recipe over samples/raw)")
-    ap.add_argument("--run", default=str(ROOT / "out" / "sample-report"), help="the run's output directory")
+    ap.add_argument(
+        "--run", default="out/sample-report", help="the run's output directory (relative: to the repository root)"
+    )
     ap.add_argument("--no-run", action="store_true", help="screenshot --run as it is")
     ap.add_argument("--png", default=str(ROOT / "docs" / "report.png"))
     ap.add_argument("--width", type=int, default=1280)
@@ -60,10 +62,11 @@ def main() -> int:
 
         os.chdir(ROOT)  # sources then read samples/raw/..., as in the README
         argv = ["run", *([args.recipe] if args.recipe else ["--input", "samples/raw"])]
-        code = zhcurate([*argv, "--output", args.run, "--quiet"])
+        code = zhcurate([*argv, "--output", args.run, "--quiet", "--force"])
         if code:
             return code
-    screenshot(Path(args.run) / "report.html", Path(args.png), args.width, args.height)
+    run_dir = Path(args.run) if Path(args.run).is_absolute() else ROOT / args.run
+    screenshot(run_dir / "report.html", Path(args.png), args.width, args.height)
     print(f"wrote {args.png}")
     return 0
 

@@ -101,20 +101,35 @@ def choose(rows: list[dict[str, float]], min_precision: float, support: int = 50
     return None
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Print the threshold table and the recommendation; 0 on success, 2 on bad usage or missing data."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="zhcurate calibrate", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default=None, help="local path or cached model name (default: built-in)")
-    parser.add_argument("--similarity", choices=("hybrid", "cosine"), default="hybrid")
+    parser.add_argument(
+        "--similarity",
+        choices=("hybrid", "cosine"),
+        default="hybrid",
+        help="hybrid: 0.7 x embedding cosine + 0.3 x char n-gram TF-IDF cosine (the built-in model); cosine: the "
+        "embedding cosine alone (for a stronger model)",
+    )
     parser.add_argument("--pairs", nargs="*", type=Path, help="pair files (default: the shared validation sets)")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder of the default sets")
     parser.add_argument("--select", nargs="*", default=list(SELECTED), help="sets pooled for the choice")
-    parser.add_argument("--min-precision", type=float, default=0.9)
+    parser.add_argument(
+        "--min-precision",
+        type=float,
+        default=0.9,
+        help="the recommended threshold is the lowest one with at least this precision (default 0.9)",
+    )
     parser.add_argument("--support", type=int, default=50, help="fewest predicted pairs that count")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1, mps (default cpu)")
+    parser.add_argument("--batch-size", type=int, default=256, help="texts per encoding batch (default 256)")
     parser.add_argument("--json", type=Path, help="write all figures to this file")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print the threshold table and the recommendation; 0 on success, 2 on bad usage or missing data."""
+    args = build_parser().parse_args(argv)
 
     from pipeline.errors import ConfigError
     from stages import embedder

@@ -10,13 +10,19 @@ import argparse
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from pipeline.errors import ConfigError, ZhcurateError
+
+EXPORT_CHOICES = ("alpaca", "sharegpt", "openai")  # pipeline.export.EXPORT_FORMATS, without importing pyarrow
+FILES_LISTED = 20
 
 
 def _add_run(sub: argparse._SubParsersAction) -> None:
     run = sub.add_parser("run", help="run a recipe (or the default recipe) over input files")
-    run.add_argument("recipe", nargs="?", help="recipe YAML; without it the default recipe runs")
+    run.add_argument(
+        "recipe", nargs="?", help="recipe YAML; without it (or without 'stages:' in it) the default stages run"
+    )
     run.add_argument(
         "--input",
         action="append",
@@ -26,16 +32,37 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     )
     run.add_argument("--output", metavar="DIR", help="output directory; overrides the recipe's output")
     run.add_argument(
+        "--fields",
+        metavar="CANONICAL=KEY,...",
+        help="map your keys to the canonical fields, e.g. instruction=question,output=std_answer; a KEY may be a "
+        "dotted path (output=instances.0.output); overrides the recipe's fields: (default: the layout is detected)",
+    )
+    run.add_argument(
+        "--format",
+        choices=("auto", "alpaca", "sharegpt", "openai"),
+        help="the input format (default: the recipe's format:, else auto = detected per file)",
+    )
+    run.add_argument(
+        "--force",
+        action="store_true",
+        help="replace the outputs of a different run in the output directory (without it, that is an error)",
+    )
+    run.add_argument(
         "--resume",
         action="store_true",
         help="reuse finished stages whose inputs and parameters are unchanged",
     )
-    run.add_argument("--engine", choices=("local", "ray"), default="local")
-    run.add_argument("--address", help="Ray cluster address (with --engine ray)")
+    run.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="local: this machine (a process pool with --workers N); ray: Ray Data, a local Ray or --address",
+    )
+    run.add_argument("--address", metavar="HOST:PORT", help="Ray cluster address, or 'auto' (with --engine ray)")
     run.add_argument(
         "--workers", type=int, default=1, help="worker processes (local engine); Ray actors per stage (ray engine)"
     )
-    run.add_argument("--quiet", action="store_true", help="no progress bars")
+    run.add_argument("--quiet", action="store_true", help="no progress bars or status lines (the summary stays)")
     run.set_defaults(handler=_run)
 
 
@@ -50,18 +77,28 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
 def _add_inspect(sub: argparse._SubParsersAction) -> None:
     ins = sub.add_parser("inspect", help="show records dropped for a reason (duplicates with their kept twin)")
     ins.add_argument("dir", help="the output directory of a finished run")
-    ins.add_argument("--reason", required=True, metavar="CODE", help="a reason code, or STAGE/CODE")
+    what = ins.add_mutually_exclusive_group(required=True)
+    what.add_argument("--reason", metavar="CODE", help="a reason code, or STAGE/CODE")
+    what.add_argument(
+        "--quarantine", action="store_true", help="show quarantine entries (file, line, error, raw text) instead"
+    )
+    ins.add_argument("--source", metavar="FILE", help="with --quarantine: only the entries of this input file")
     ins.add_argument("--limit", type=int, default=10, metavar="N", help="how many records (default 10)")
     ins.add_argument("--json", action="store_true", help="print JSON lines instead of tables")
     ins.set_defaults(handler=_inspect)
 
 
 def _add_export(sub: argparse._SubParsersAction) -> None:
-    from pipeline.export import EXPORT_FORMATS
-
     exp = sub.add_parser("export", help="write the cleaned records for LLaMA-Factory, axolotl or OpenAI")
     exp.add_argument("dir", help="the output directory of a finished run")
-    exp.add_argument("--format", required=True, choices=EXPORT_FORMATS, dest="fmt")
+    exp.add_argument(
+        "--format",
+        required=True,
+        choices=EXPORT_CHOICES,
+        dest="fmt",
+        help="alpaca (instruction/input/output/system/history), sharegpt (conversations from/value) or openai "
+        "(messages role/content)",
+    )
     exp.add_argument("--to", required=True, metavar="FILE.jsonl", help="the JSONL file to write")
     exp.add_argument(
         "--dataset-info",
@@ -101,7 +138,10 @@ COMMANDS = (_add_run, _add_report, _add_inspect, _add_export, _add_tools)
 
 
 def _parser() -> argparse.ArgumentParser:
+    from pipeline import __version__
+
     p = argparse.ArgumentParser(prog="zhcurate", description="Clean, filter and deduplicate Chinese SFT data.")
+    p.add_argument("--version", action="version", version=f"zhcurate {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
     for add in COMMANDS:
         add(sub)
@@ -109,6 +149,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if not args.quiet:  # at once: importing the stages (numpy, pyarrow, jieba, torch …) takes seconds
+        print(
+            f"zhcurate: loading the recipe {args.recipe or '(default)'} and the stages …", file=sys.stderr, flush=True
+        )
+    from pipeline.layouts import check_fields, parse_fields
     from pipeline.recipe import default_recipe, load_recipe
     from pipeline.runner import Runner, RunOptions
 
@@ -117,6 +162,12 @@ def _run(args: argparse.Namespace) -> int:
         recipe = replace(recipe, inputs=tuple(args.input))
     if args.output:
         recipe = replace(recipe, output=args.output)
+    if args.fields:
+        fields = parse_fields(args.fields)
+        check_fields(fields, "--fields")
+        recipe = replace(recipe, fields=fields)
+    if args.format:
+        recipe = replace(recipe, format=args.format)
     if not recipe.inputs:
         raise ConfigError("no input: give --input PATH or 'input:' in the recipe")
     if not recipe.output:
@@ -131,6 +182,7 @@ def _run(args: argparse.Namespace) -> int:
         workers=args.workers,
         engine_name=args.engine,
         progress=not args.quiet,
+        force=args.force,
     )
     if args.engine == "ray":
         from pipeline.engine_ray import RayEngine
@@ -139,13 +191,37 @@ def _run(args: argparse.Namespace) -> int:
             report = Runner(recipe, opts, engine=engine).run()
     else:
         report = Runner(recipe, opts).run()
+    print_run_summary(report, recipe.output)
+    return 0
+
+
+def print_run_summary(report: dict[str, Any], output: str | None) -> None:
+    """The end of a run on stderr: the counts, the steps that ran, each file's layout, and every warning."""
+    from pipeline.run_warnings import format_warning
+
     c = report["counts"]
+    err = sys.stderr
     print(
         f"zhcurate: {c['input']} records in -> {c['cleaned']} cleaned, {c['rejected']} rejected, "
-        f"{c['quarantined']} quarantined ({report['seconds']:.1f}s). Outputs in {recipe.output}",
-        file=sys.stderr,
+        f"{c['quarantined']} quarantined ({report['seconds']:.1f}s). Outputs in {output}",
+        file=err,
     )
-    return 0
+    steps = report.get("steps_run") or []
+    ran = " → ".join(steps)
+    if len(steps) <= 2:
+        ran += " (read only: the recipe lists no stages; leave out 'stages:' for the default recipe)"
+    print(f"zhcurate: steps run: {ran}", file=err)
+    inputs = report.get("inputs") or []
+    for f in inputs[:FILES_LISTED]:
+        print(
+            f"zhcurate:   {f.get('path')}: {f.get('units', 0):,} records, layout {f.get('layout') or '—'}, "
+            f"{f.get('encoding') or '?'}",
+            file=err,
+        )
+    if len(inputs) > FILES_LISTED:
+        print(f"zhcurate:   … and {len(inputs) - FILES_LISTED} more file(s) (report.json: inputs)", file=err)
+    for w in report.get("warnings") or []:
+        print(f"zhcurate: {format_warning(w)}", file=err)
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -166,8 +242,18 @@ def _inspect(args: argparse.Namespace) -> int:
 
     from rich.console import Console
 
-    from pipeline.inspect_cmd import print_records, rejected_records
+    from pipeline.inspect_cmd import print_quarantine, print_records, quarantine_records, rejected_records
 
+    if args.quarantine:
+        entries = quarantine_records(Path(args.dir), args.source, args.limit)
+        if args.json:
+            for entry in entries:
+                print(json.dumps(entry, ensure_ascii=False))
+        else:
+            print_quarantine(entries, Console())
+        return 0
+    if args.source:
+        raise ConfigError("--source goes with --quarantine")
     rows = rejected_records(Path(args.dir), args.reason, args.limit)
     if args.json:
         for row in rows:
@@ -180,13 +266,19 @@ def _inspect(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     import json
 
-    from pipeline.export import dataset_info_entry, export, write_dataset_info
+    from pipeline.export import export, write_dataset_info
 
     to = Path(args.to)
-    n = export(Path(args.dir), args.fmt, to)
+    result = export(Path(args.dir), args.fmt, to)
     name = args.name or to.stem
-    entry = dataset_info_entry(args.fmt, to.name)
-    print(f"zhcurate: wrote {n} records to {to} ({args.fmt})", file=sys.stderr)
+    entry = result.entry
+    print(f"zhcurate: wrote {result.written} records to {to} ({args.fmt})", file=sys.stderr)
+    dropped = sum(result.would_drop.values())
+    if dropped:
+        rules = ", ".join(f"{rule} {n} (first: line {result.first_bad[rule]})" for rule, n in result.would_drop.items())
+        print(f"zhcurate: warning: LLaMA-Factory would drop or fail on {dropped} line(s): {rules}", file=sys.stderr)
+    else:
+        print("zhcurate: every line passes LLaMA-Factory's checks (roles, tags, columns)", file=sys.stderr)
     if args.dataset_info != "none":
         info = Path(args.dataset_info) if args.dataset_info else to.parent / "dataset_info.json"
         write_dataset_info(info, name, entry)

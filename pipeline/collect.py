@@ -134,6 +134,9 @@ class ReportCollector:
         self.examples: dict[str, list[dict[str, Any]]] = {}
         self.categories: dict[str, Counter[str]] = {}
         self.cluster_drops: Counter[int] = Counter()
+        self.detectors: dict[str, Counter[str]] = {}  # reason -> detail.detector counts (lexicon, classifier …)
+        self.by_source: dict[str, Counter[str]] = {}  # input file -> reason -> dropped records
+        self.kept_by_source: Counter[str] = Counter()  # input file -> kept records (read and final only)
         self.sample_size = sample_size
         self.examples_per_reason = examples_per_reason
         self._sample_keys = np.empty(0, dtype=np.uint64)
@@ -146,6 +149,9 @@ class ReportCollector:
             return
         t0 = time.perf_counter()
         self.kept.add(table, task_types=self.full_kept)
+        if self.full_kept and "source" in table.column_names:
+            for d in pc.value_counts(table.column("source")).to_pylist():
+                self.kept_by_source[str(d["values"])] += d["counts"]
         if self.full_kept and self.sample_size and "_seq" in table.column_names:
             self._sample(table)
         self.seconds += time.perf_counter() - t0
@@ -160,13 +166,17 @@ class ReportCollector:
 
     def _add_dropped(self, table: pa.Table) -> None:
         self.dropped.add(table)
+        if "source" in table.column_names:
+            grouped = table.group_by(["source", "reason"]).aggregate([([], "count_all")]).to_pylist()
+            for g in grouped:
+                self.by_source.setdefault(str(g["source"]), Counter())[str(g["reason"])] += g["count_all"]
         reasons = table.column("reason").to_pylist()
         details = table.column("detail").to_pylist()
         want = [i for i, r in enumerate(reasons) if len(self.examples.get(r, ())) < self.examples_per_reason]
         parsed: dict[int, dict[str, Any]] = {}
         wanted = set(want)
         for i, (reason, text) in enumerate(zip(reasons, details)):
-            if i in wanted or (text and ('"categor' in text or '"cluster_size"' in text)):
+            if i in wanted or (text and ('"categor' in text or '"cluster_size"' in text or '"detector"' in text)):
                 parsed[i] = _parse(text)
                 self._count_detail(reason, parsed[i])
         if want:
@@ -194,6 +204,9 @@ class ReportCollector:
         if cats:
             counter = self.categories.setdefault(reason, Counter())
             counter.update([cats] if isinstance(cats, str) else [str(c) for c in cats])
+        detector = detail.get("detector")
+        if isinstance(detector, str):
+            self.detectors.setdefault(reason, Counter())[detector] += 1
         size = detail.get("cluster_size")
         if isinstance(size, int) and size >= 2:
             self.cluster_drops[size] += 1
@@ -209,6 +222,11 @@ class ReportCollector:
         for reason, counter in other.categories.items():
             self.categories.setdefault(reason, Counter()).update(counter)
         self.cluster_drops.update(other.cluster_drops)
+        for reason, counter in other.detectors.items():
+            self.detectors.setdefault(reason, Counter()).update(counter)
+        for source, counter in other.by_source.items():
+            self.by_source.setdefault(source, Counter()).update(counter)
+        self.kept_by_source.update(other.kept_by_source)
         if len(other._sample_keys):
             self._keep_smallest(other._sample_keys, other._sample_text)
         self.seconds += other.seconds
@@ -260,6 +278,9 @@ class ReportCollector:
             "examples": self.examples,
             "categories": {r: dict(c) for r, c in self.categories.items()},
             "cluster_sizes": clusters,
+            "detectors": {r: dict(c) for r, c in self.detectors.items()},
+            "by_source": {src: dict(c) for src, c in self.by_source.items()},
+            "kept_by_source": dict(self.kept_by_source),
             "verb_object": pairs,
             "seconds": round(self.seconds, 3),
         }

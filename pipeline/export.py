@@ -12,20 +12,27 @@ is not empty â€” exactly the prompt LLaMA-Factory builds from an alpaca record â
 whichever format it is trained from.
 
 For LLaMA-Factory, :func:`dataset_info_entry` is the matching ``dataset_info.json`` entry; the command writes it
-into ``dataset_info.json`` beside the exported file (merged with the entries already there).
+into ``dataset_info.json`` beside the exported file (merged with the entries already there). The entry declares
+only columns the file has: the ShareGPT ``system`` column is written on every line when any record has a system
+prompt, and then declared; otherwise neither. Every line is checked against LLaMA-Factory's rules
+(:mod:`pipeline.export_check`) and the export reports how many it would drop, and why.
 """
 
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipeline.checkpoint import tmp_name
 from pipeline.errors import ConfigError
+from pipeline.export_check import llamafactory_problems
 
 ExportFormat = Literal["alpaca", "sharegpt", "openai"]
 EXPORT_FORMATS: tuple[str, ...] = ("alpaca", "sharegpt", "openai")
@@ -46,7 +53,8 @@ def to_alpaca(rec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def to_sharegpt(rec: dict[str, Any]) -> dict[str, Any]:
+def to_sharegpt(rec: dict[str, Any], with_system: bool = False) -> dict[str, Any]:
+    """``with_system``: write ``system`` on every line ("" where there is none), so the column is always there."""
     turns: list[dict[str, str]] = []
     for t in rec["history"] or []:
         turns += [{"from": "human", "value": t["user"]}, {"from": "gpt", "value": t["assistant"]}]
@@ -55,8 +63,8 @@ def to_sharegpt(rec: dict[str, Any]) -> dict[str, Any]:
         {"from": "gpt", "value": rec["output"] or ""},
     ]
     out: dict[str, Any] = {"conversations": turns}
-    if rec["system"]:
-        out["system"] = rec["system"]
+    if rec["system"] or with_system:
+        out["system"] = rec["system"] or ""
     return out
 
 
@@ -76,8 +84,9 @@ def to_openai(rec: dict[str, Any]) -> dict[str, Any]:
 CONVERTERS = {"alpaca": to_alpaca, "sharegpt": to_sharegpt, "openai": to_openai}
 
 
-def dataset_info_entry(fmt: str, file_name: str) -> dict[str, Any]:
-    """The LLaMA-Factory ``dataset_info.json`` description of an exported file."""
+def dataset_info_entry(fmt: str, file_name: str, system: bool = True) -> dict[str, Any]:
+    """The LLaMA-Factory ``dataset_info.json`` description of an exported file (``system``: whether the file
+    has a ShareGPT ``system`` column)."""
     if fmt == "alpaca":
         columns = {
             "prompt": "instruction",
@@ -91,7 +100,7 @@ def dataset_info_entry(fmt: str, file_name: str) -> dict[str, Any]:
         return {
             "file_name": file_name,
             "formatting": "sharegpt",
-            "columns": {"messages": "conversations", "system": "system"},
+            "columns": {"messages": "conversations", **({"system": "system"} if system else {})},
             "tags": {"role_tag": "from", "content_tag": "value", "user_tag": "human", "assistant_tag": "gpt"},
         }
     return {
@@ -114,24 +123,45 @@ def _records(cleaned: Path, batch_size: int = 5000) -> Iterator[dict[str, Any]]:
         yield from batch.to_pylist()
 
 
-def export(run_dir: Path, fmt: str, to: Path) -> int:
-    """Write the run's cleaned records to ``to`` (JSONL, UTF-8) in ``fmt``; returns the number written.
-    The file appears under its name only when complete."""
+@dataclass
+class ExportResult:
+    written: int
+    entry: dict[str, Any]  # the dataset_info.json entry (it declares only columns the file has)
+    would_drop: Counter[str] = field(default_factory=Counter)  # LLaMA-Factory rule -> lines that break it
+    first_bad: dict[str, int] = field(default_factory=dict)  # rule -> the first line (1-based) that breaks it
+
+
+def _any_system(cleaned: Path) -> bool:
+    column = pq.read_table(cleaned, columns=["system"]).column("system")
+    return bool(pc.any(pc.greater(pc.fill_null(pc.utf8_length(column), 0), 0)).as_py() or False)
+
+
+def export(run_dir: Path, fmt: str, to: Path) -> ExportResult:
+    """Write the run's cleaned records to ``to`` (JSONL, UTF-8) in ``fmt``, checking every line against
+    LLaMA-Factory's rules. The file appears under its name only when complete."""
     if fmt not in CONVERTERS:
         raise ConfigError(f"--format must be one of {', '.join(EXPORT_FORMATS)}, got '{fmt}'")
     cleaned = run_dir / "cleaned.parquet"
     if not cleaned.is_file():
         raise ConfigError(f"{cleaned} not found: give the output directory of a finished `zhcurate run`")
-    convert = CONVERTERS[fmt]
+    with_system = fmt == "sharegpt" and _any_system(cleaned)
+    entry = dataset_info_entry(fmt, to.name, system=with_system)
+    columns = {"alpaca": {"instruction", "input", "output", "system", "history"}, "openai": {"messages"}}.get(
+        fmt, {"conversations", *(["system"] if with_system else [])}
+    )
     to.parent.mkdir(parents=True, exist_ok=True)
     tmp = tmp_name(to)
-    n = 0
+    result = ExportResult(0, entry)
     with open(tmp, "w", encoding="utf-8") as f:
         for rec in _records(cleaned):
-            f.write(json.dumps(convert(rec), ensure_ascii=False) + "\n")
-            n += 1
+            line = to_sharegpt(rec, with_system) if fmt == "sharegpt" else CONVERTERS[fmt](rec)
+            f.write(json.dumps(line, ensure_ascii=False) + "\n")
+            result.written += 1
+            for problem in llamafactory_problems(line, entry, columns):
+                result.would_drop[problem] += 1
+                result.first_bad.setdefault(problem, result.written)
     tmp.replace(to)
-    return n
+    return result
 
 
 def write_dataset_info(path: Path, name: str, entry: dict[str, Any]) -> None:

@@ -23,6 +23,8 @@ FORMATS: tuple[str, ...] = ("alpaca", "sharegpt", "openai")
 USER_ROLES = frozenset({"human", "user"})
 ASSISTANT_ROLES = frozenset({"gpt", "assistant", "model", "chatgpt", "bot"})
 SYSTEM_ROLES = frozenset({"system"})
+TOOL_ROLES = frozenset({"tool", "function", "function_call", "observation", "ipython", "tool_call", "tool_response"})
+"""Turns of a tool-using conversation: the canonical record cannot hold them (see :mod:`pipeline.layouts`)."""
 
 
 class MalformedRecord(Exception):
@@ -59,17 +61,6 @@ def detect_format(obj: Mapping[str, Any]) -> Format | None:
     if "instruction" in obj or "output" in obj:
         return "alpaca"
     return None
-
-
-def rename_fields(obj: dict[str, Any], fields: Mapping[str, str]) -> dict[str, Any]:
-    """Apply the recipe's ``fields`` mapping (canonical name -> name in the file)."""
-    if not fields:
-        return obj
-    out = dict(obj)
-    for canonical, theirs in fields.items():
-        if theirs in out:
-            out[canonical] = out.pop(theirs)
-    return out
 
 
 def _text(obj: Mapping[str, Any], key: str, *, required: bool) -> str:
@@ -153,8 +144,13 @@ def _conversation(
         role = turn.get(role_key)
         if not isinstance(role, str):
             raise MalformedRecord(f"{key}[{i}] has no string '{role_key}'")
-        text = _content(turn.get(text_key), f"{key}[{i}].{text_key}")
         r = role.strip().lower()
+        if r in TOOL_ROLES or turn.get("tool_calls") or turn.get("function_call"):
+            return ReadRejection(
+                "conversation_tool_turns",
+                {"turn": i, "role": role, "field": key, "why": "the canonical record has no place for tool turns"},
+            )
+        text = _content(turn.get(text_key), f"{key}[{i}].{text_key}")
         if r in SYSTEM_ROLES:
             if roles:
                 return ReadRejection("conversation_misplaced_system", {"turn": i, "field": key})

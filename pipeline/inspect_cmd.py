@@ -19,6 +19,7 @@ from rich.text import Text
 from pipeline.errors import ConfigError
 from pipeline.report import lookup
 from pipeline.report_html import matched_terms
+from pipeline.run_warnings import format_warning
 
 TEXT_FIELDS = ("system", "instruction", "input", "output")
 
@@ -76,6 +77,45 @@ def rejected_records(run_dir: Path, reason: str, limit: int = 10) -> list[dict[s
             if twin_id:
                 row["twin"] = twins.get(str(twin_id), {"id": twin_id, "where": "not found"})
     return rows
+
+
+def quarantine_records(run_dir: Path, source: str | None = None, limit: int = 10) -> list[dict[str, Any]]:
+    """The first ``limit`` quarantine entries (of input file ``source``, given as in the run or by file name)."""
+    path = run_dir / "quarantine.jsonl"
+    if not path.is_file():
+        raise ConfigError(f"{path} not found: give the output directory of a finished `zhcurate run`")
+    if limit < 1:
+        raise ConfigError(f"--limit must be 1 or more, got {limit}")
+    rows: list[dict[str, Any]] = []
+    sources: set[str] = set()
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            entry = json.loads(line)
+            src = str(entry.get("source"))
+            sources.add(src)
+            if source is None or source in (src, Path(src).name):
+                rows.append(entry)
+                if len(rows) >= limit:
+                    break
+    if source is not None and not rows:
+        known = ", ".join(sorted(sources)) or "(none)"
+        raise ConfigError(f"no quarantine entry from '{source}'. Files with quarantine entries: {known}")
+    return rows
+
+
+def print_quarantine(rows: list[dict[str, Any]], console: Console) -> None:
+    """One row per entry: where it was, the error, the raw text."""
+    if not rows:
+        console.print("nothing was quarantined in this run")
+        return
+    table = Table(title="隔离 quarantine", title_justify="left", show_lines=True, expand=True)
+    for name in ("source", "line", "error", "raw"):
+        table.add_column(name, overflow="fold", no_wrap=name == "line")
+    for r in rows:
+        where = r.get("line") if r.get("line") is not None else f"row {r.get('row')}"
+        error = Text(str(r.get("error")), style="yellow")
+        table.add_row(str(r.get("source")), str(where), error, _cut(str(r.get("raw"))))
+    console.print(table)
 
 
 def _cut(text: str, width: int = 400) -> str:
@@ -149,6 +189,32 @@ def print_summary(report: dict[str, Any], console: Console, top: int = 15) -> No
         reasons.add_row(key, f"{n:,}", f"{100 * n / max(1, c['input']):.1f}%")
     if report["reasons"]:
         console.print(reasons)
+        where = next(iter(report.get("inspect", {}).values()), "zhcurate inspect DIR --reason CODE").split(" --")[0]
+        console.print(Text(f"all records of a reason: {where} --reason STAGE/CODE --limit N", style="dim"))
+    files = report.get("by_file") or []
+    if len(files) > 1 or any(f["quarantined"] for f in files):
+        per_file = Table(title="各文件 per input file", title_justify="left")
+        for name in ("file", "layout", "in", "kept", "dropped", "quar.", "top reasons"):
+            if name in ("file", "layout", "top reasons"):
+                per_file.add_column(name, overflow="fold", ratio=2 if name == "top reasons" else 1)
+            else:
+                per_file.add_column(name, justify="right", no_wrap=True)
+        for f in files[:top]:
+            top3 = ", ".join(f"{k.split('/', 1)[-1]} {v:,}" for k, v in list(f["reasons"].items())[:3])
+            per_file.add_row(
+                Path(f["file"]).name,
+                (f.get("layout") or "").split(" ")[0],
+                f"{f['records']:,}",
+                f"{f['cleaned']:,}",
+                f"{f['rejected']:,}",
+                f"{f['quarantined']:,}",
+                top3,
+            )
+        console.print(per_file)
+    for w in report.get("warnings") or []:
+        console.print(Text(format_warning(w), style="bold yellow"))
+    if report.get("inspect", {}).get("quarantine"):
+        console.print(Text(f"quarantine entries: {report['inspect']['quarantine']}", style="dim"))
     ok = report["balance"]["ok"]
     line = (
         f"input {c['input']:,} = cleaned {c['cleaned']:,} + rejected {c['rejected']:,} + quarantined "

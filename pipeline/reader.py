@@ -17,14 +17,8 @@ from typing import Any
 import pyarrow as pa
 
 from pipeline.errors import ConfigError
-from pipeline.formats import (
-    MalformedRecord,
-    ReadRejection,
-    detect_format,
-    rename_fields,
-    to_canonical,
-    type_name,
-)
+from pipeline.formats import MalformedRecord, ReadRejection, detect_format, to_canonical, type_name
+from pipeline.layouts import Layout, apply_fields, detect_layout, suggest_fields
 from pipeline.sources import CONTAINERS, RAW_LIMIT, FileInfo, container_of, has_bad_chars, iter_units
 from schemas.record import CANONICAL_SCHEMA
 from stages.base import SEQ_COLUMN, detail_json
@@ -45,13 +39,22 @@ class ReadChunk:
     quarantine: list[dict[str, Any]] = field(default_factory=list)
 
 
-def expand_inputs(patterns: list[str] | tuple[str, ...]) -> list[Path]:
-    """Files named, globbed or found under directories (recursively, by known extension), in a stable order."""
+def expand_inputs(patterns: list[str] | tuple[str, ...], skipped: list[str] | None = None) -> list[Path]:
+    """Files named, globbed or found under directories (recursively, by known extension), in a stable order.
+    Files of a directory that are not read (README.md, images, YAML …; not hidden ones) go to ``skipped``."""
     files: list[Path] = []
     for pat in patterns:
         p = Path(pat)
         if p.is_dir():
-            found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in CONTAINERS)
+            every = sorted(f for f in p.rglob("*") if f.is_file())
+            found = [f for f in every if f.suffix.lower() in CONTAINERS]
+            if skipped is not None:
+                skipped.extend(
+                    str(f)
+                    for f in every
+                    if f.suffix.lower() not in CONTAINERS
+                    and not any(part.startswith(".") for part in f.relative_to(p).parts)
+                )
             if not found:
                 raise ConfigError(f"input directory {pat} holds no .json/.jsonl/.csv/.tsv/.parquet files")
             files.extend(found)
@@ -120,12 +123,27 @@ class Reader:
             seq = (self.first_index + k) << SEQ_FILE_SHIFT
             fmt: str | None = None if self.fmt == "auto" else self.fmt
             info.format = fmt or ""
+            # the layout is chosen from the file's first record, unless the recipe says the format or the fields
+            layout: Layout | None = None
+            decided = fmt is not None or bool(self.fields)
+            info.layout = _fields_label(self.fields) if self.fields else (fmt or "")
             for unit in iter_units(path if self.base_dir is None else self.base_dir / path, info):
                 info.units += 1
+                if isinstance(unit.obj, dict) and not info.first_keys:
+                    info.first_keys = [str(key) for key in list(unit.obj)[:20]]
+                if not decided and unit.error is None and isinstance(unit.obj, dict):
+                    decided = True
+                    layout = detect_layout(unit.obj)
+                    info.layout = layout.describe() if layout is not None else "per record"
+                    if layout is not None:
+                        fmt = info.format = layout.format
                 base = {"id": f"{prefix}#{unit.row}", "source": info.path, SEQ_COLUMN: seq}
                 seq += 1
-                outcome = self._convert(unit.obj, unit.error, unit.raw, fmt)
+                outcome = self._convert(unit.obj, unit.error, unit.raw, fmt, layout)
                 if isinstance(outcome, str):  # quarantine
+                    info.quarantined += 1
+                    if info.first_error is None:
+                        info.first_error = f"line {unit.line}: {outcome}" if unit.line else f"row {unit.row}: {outcome}"
                     quarantine.append(
                         {
                             "source": info.path,
@@ -137,6 +155,7 @@ class Reader:
                         }
                     )
                 elif isinstance(outcome, ReadRejection):
+                    info.rejected += 1
                     row = {"system": "", "instruction": "", "input": "", "output": "", "history": []}
                     row.update(outcome.row)
                     rejected.append({**base, **row, "reason": outcome.reason, "detail": detail_json(**outcome.detail)})
@@ -149,28 +168,37 @@ class Reader:
                 if len(rows) + len(rejected) + len(quarantine) >= self.batch_size:
                     yield self._chunk(rows, rejected, quarantine)
                     rows, rejected, quarantine = [], [], []
+            if info.syntax_errors or info.repairs:
+                info.salvaged = info.units - info.syntax_errors
         if rows or rejected or quarantine:
             yield self._chunk(rows, rejected, quarantine)
 
-    def _convert(self, obj: Any, error: str | None, raw: str, fmt: str | None) -> Any:
+    def _convert(self, obj: Any, error: str | None, raw: str, fmt: str | None, layout: Layout | None) -> Any:
         if error is not None:
             return error
         if raw:  # the unit parsed but holds invalid bytes
             return "invalid bytes for the file's encoding (or a lone surrogate escape) inside the record"
         if not isinstance(obj, dict):
             return f"a record is {type_name(obj)}, expected an object with named fields"
-        obj = rename_fields(obj, self.fields)
+        keys = [str(key) for key in obj]
+        obj = layout.map(obj) if layout is not None else apply_fields(obj, self.fields)
         use = fmt or detect_format(obj)
         if use is None:
-            keys = ", ".join(list(obj)[:12])
             return (
-                f"cannot tell the record format from its keys ({keys}): expected instruction/output "
-                "(Alpaca), conversations (ShareGPT) or messages (OpenAI); map your columns with "
-                "'fields: {instruction: your_question_column, output: your_answer_column}' in the recipe"
+                f"cannot tell the record format from its keys ({', '.join(keys[:12])}): expected instruction/output "
+                "(Alpaca), conversations (ShareGPT) or messages (OpenAI); map your keys with "
+                f"{suggest_fields(keys)} (or 'fields:' in the recipe)"
             )
         try:
             out = to_canonical(obj, use)  # type: ignore[arg-type]
         except MalformedRecord as e:
+            mapped = dict(layout.fields) if layout is not None else self.fields
+            missing = str(e).removeprefix("missing key '").partition("'")[0] if str(e).startswith("missing") else ""
+            if missing in mapped:
+                return f"{e} ({use} format): mapped from '{mapped[missing]}', which this record does not have"
+            if missing:
+                hint = suggest_fields(keys)
+                return f"{e} ({use} format); the record's keys: {', '.join(keys[:12])}; map them with {hint}"
             return f"{e} ({use} format)"
         except RecursionError:
             return "record nested too deeply"
@@ -187,6 +215,10 @@ class Reader:
     def _chunk(rows: list[dict[str, Any]], rejected: list[dict[str, Any]], q: list[dict[str, Any]]) -> ReadChunk:
         table = pa.Table.from_pylist(rows, schema=WORK_SCHEMA) if rows else WORK_SCHEMA.empty_table()
         return ReadChunk(table, rejected, q)
+
+
+def _fields_label(fields: dict[str, str]) -> str:
+    return "fields (" + ", ".join(f"{theirs}->{canonical}" for canonical, theirs in fields.items()) + ")"
 
 
 def _raw_repr(obj: Any) -> str:

@@ -18,10 +18,11 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pipeline.errors import ConfigError
+from pipeline.layouts import CANONICAL_FIELDS, check_fields
 from pipeline.registry import DEFAULT_STAGES, STAGES
 from stages.base import Stage, StageParams
 
-CANONICAL_FIELDS = ("system", "instruction", "input", "output", "history", "conversations", "messages")
+__all__ = ["CANONICAL_FIELDS", "Recipe", "StageSpec", "build_recipe", "default_recipe", "load_recipe"]
 
 
 class RecipeModel(BaseModel):
@@ -34,7 +35,7 @@ class RecipeModel(BaseModel):
     format: Literal["auto", "alpaca", "sharegpt", "openai"] = "auto"
     fields: dict[str, str] = Field(default_factory=dict)
     batch_size: int = Field(default=5000, ge=1, le=1_000_000)
-    stages: list[Any] = Field(default_factory=list)
+    stages: list[Any] | None = None  # None (no 'stages:' key): the default recipe's stages; []: read only
 
 
 @dataclass(frozen=True)
@@ -127,13 +128,9 @@ def build_recipe(raw: dict[str, Any], *, base_dir: Path | None, source: str) -> 
             else:
                 msgs.append(f"key '{_loc(err)}': {err['msg']} (got {err.get('input')!r})")
         raise ConfigError(f"{source}: " + "; ".join(msgs)) from None
-    bad_fields = [k for k in model.fields if k not in CANONICAL_FIELDS]
-    if bad_fields:
-        raise ConfigError(
-            f"{source}: fields: unknown canonical field(s) {bad_fields}; allowed: {', '.join(CANONICAL_FIELDS)}"
-            " (map them as canonical_name: name_in_your_file)"
-        )
-    specs = tuple(_stage_spec(item, i) for i, item in enumerate(model.stages))
+    check_fields(model.fields, f"{source}: fields")
+    stage_items = list(DEFAULT_STAGES) if model.stages is None else model.stages
+    specs = tuple(_stage_spec(item, i) for i, item in enumerate(stage_items))
     names = [s.name for s in specs]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
@@ -170,4 +167,4 @@ def load_recipe(path: str | Path) -> Recipe:
 
 def default_recipe() -> Recipe:
     """The recipe `zhcurate run --input ... --output ...` runs: every default stage with default parameters."""
-    return build_recipe({"stages": list(DEFAULT_STAGES)}, base_dir=None, source="default")
+    return build_recipe({}, base_dir=None, source="default")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import platform
+import shlex
 from collections import Counter
 from datetime import datetime, timezone
 from importlib import metadata
@@ -24,6 +25,7 @@ from pipeline import __version__
 from pipeline.collect import LENGTH_EDGES, SCORE_BINS, TEXT_FIELDS
 from pipeline.recipe import Recipe
 from pipeline.report_html import render_html
+from pipeline.run_warnings import file_warnings
 from pipeline.tasktypes import RULES, TASK_TYPES
 
 _VERSIONED = (
@@ -115,6 +117,7 @@ def distributions(steps: list[dict[str, Any]], final: dict[str, Any]) -> dict[st
             clusters[s["name"]] = _collect(s)["cluster_sizes"]
     return {
         "length_edges": list(LENGTH_EDGES),
+        "safety_drops": safety_drops(steps),
         "instruction_length": {
             "before": before.get("instruction_len", [0] * n_len),
             "after": after.get("instruction_len", [0] * n_len),
@@ -135,6 +138,52 @@ def distributions(steps: list[dict[str, Any]], final: dict[str, Any]) -> dict[st
         },
         "duplicate_clusters": clusters,
     }
+
+
+def safety_drops(steps: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Every ``harmful_*`` drop, from the ledger's reason counts (so a chart of them adds up to the drops), with
+    how many each detector (lexicon, classifier) made where the details say."""
+    out: dict[str, dict[str, Any]] = {}
+    for s in steps:
+        detectors = _collect(s).get("detectors", {})
+        for reason, n in sorted(s["reasons"].items(), key=lambda kv: -kv[1]):
+            if reason.startswith("harmful_"):
+                out[f"{s['name']}/{reason}"] = {"n": n, "detectors": detectors.get(reason, {})}
+    return out
+
+
+def by_file(steps: list[dict[str, Any]], final: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per input file: its records, how they were read, what each stage dropped of them, and how many are kept."""
+    dropped: dict[str, Counter[str]] = {}
+    for s in steps:
+        for source, reasons in _collect(s).get("by_source", {}).items():
+            counter = dropped.setdefault(source, Counter())
+            for reason, n in reasons.items():
+                counter[f"{s['name']}/{reason}"] += n
+    kept = final.get("kept_by_source") or {}
+    rows = []
+    for f in steps[0].get("files", []):
+        path = str(f.get("path"))
+        reasons = dropped.get(path, Counter())
+        rows.append(
+            {
+                "file": path,
+                "layout": f.get("layout", ""),
+                "format": f.get("format", ""),
+                "records": f.get("units", 0),
+                "quarantined": f.get("quarantined", 0),
+                "rejected": sum(reasons.values()),
+                "cleaned": kept.get(path, 0),
+                "reasons": dict(sorted(reasons.items(), key=lambda kv: -kv[1])),
+            }
+        )
+    return rows
+
+
+def inspect_commands(reasons: dict[str, int], out: Path | None) -> dict[str, str]:
+    """For each ``stage/reason``, the command that lists all its records."""
+    where = shlex.quote(str(out)) if out is not None else "OUTPUT"
+    return {key: f"zhcurate inspect {where} --reason {key} --limit {n}" for key, n in reasons.items()}
 
 
 def diversity(steps: list[dict[str, Any]], final: dict[str, Any]) -> dict[str, Any]:
@@ -218,6 +267,7 @@ def build_report(
     started: float,
     finished: float,
     final: dict[str, Any] | None = None,
+    skipped: list[str] | None = None,
 ) -> dict[str, Any]:
     """The whole report.json of a finished run. ``steps`` are the steps' statistics (with what
     :class:`~pipeline.collect.ReportCollector` gathered in ``collect``); ``final`` is the collector's result over
@@ -228,6 +278,7 @@ def build_report(
     out = Path(options.output) if getattr(options, "output", None) is not None else None
     reasons = {f"{s['name']}/{r}": n for s in steps for r, n in s["reasons"].items()}
     total_out = totals["cleaned"] + totals["rejected"] + totals["quarantined"]
+    where = shlex.quote(str(out)) if out is not None else "OUTPUT"
     return {
         "zhcurate_version": __version__,
         "started_at": _iso(started),
@@ -239,6 +290,9 @@ def build_report(
         "engine": getattr(options, "engine_name", "local"),
         "workers": getattr(options, "workers", 1),
         "inputs": read.get("files", []),
+        "skipped_inputs": list(skipped or []),
+        "steps_run": [s["name"] for s in steps] + ["write"],
+        "warnings": file_warnings(read.get("files", []), list(skipped or []), where),
         "counts": totals,
         "balance": {
             "ok": totals["input"] == total_out,
@@ -248,6 +302,11 @@ def build_report(
         },
         "stages": funnel(steps),
         "reasons": dict(sorted(reasons.items(), key=lambda kv: -kv[1])),
+        "inspect": {
+            **inspect_commands(dict(sorted(reasons.items(), key=lambda kv: -kv[1])), out),
+            **({"quarantine": f"zhcurate inspect {where} --quarantine"} if totals["quarantined"] else {}),
+        },
+        "by_file": by_file(steps, final),
         "examples": examples(steps, out),
         "quarantine_examples": quarantine_examples(out),
         "distributions": distributions(steps, final),

@@ -19,8 +19,16 @@ _FIELD_NAMES = {
     "output": "output 回答",
 }
 
-CSS = """
-body{font-family:"Noto Sans CJK SC","Source Han Sans SC","PingFang SC","Microsoft YaHei",system-ui,sans-serif;
+# System fonts first, then the CJK families of macOS, Windows and Linux (apt-get install fonts-noto-cjk), so
+# that no Chinese character renders as a box wherever one of them is installed.
+FONT_STACK = (
+    'system-ui,-apple-system,"Segoe UI","PingFang SC","Hiragino Sans GB","Microsoft YaHei","Noto Sans CJK SC",'
+    '"Noto Sans SC","Source Han Sans SC","WenQuanYi Micro Hei","Droid Sans Fallback",sans-serif'
+)
+CSS = (
+    "body{font-family:"
+    + FONT_STACK
+    + """;
 margin:2em auto;max-width:1200px;color:#222;line-height:1.5;padding:0 1em}
 h1{margin-bottom:.2em}h2{border-bottom:2px solid #2f6db3;padding-bottom:.2em;margin-top:2em}
 table{border-collapse:collapse;margin:.6em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left;
@@ -32,8 +40,11 @@ grid-template-columns:repeat(auto-fit,minmax(220px,1fr));gap:.5em}.fields div{ba
 white-space:pre-wrap;word-break:break-all;font-size:.9em}.fields h4{margin:0;color:#555;font-size:.8em}
 .pair{display:grid;grid-template-columns:1fr 1fr;gap:.8em}mark{background:#ffe066}.score{font-weight:bold;
 color:#b32f2f}.charts{display:flex;flex-wrap:wrap;gap:1.5em}details summary{cursor:pointer;font-weight:bold}
-code{font-size:.85em;word-break:break-all}
+code{font-size:.85em;word-break:break-all}svg{font-family:inherit}
+.warn{border:2px solid #d9a400;background:#fff8e0;border-radius:6px;padding:.4em 1em;margin:1em 0}
+.warn li{margin:.3em 0}
 """
+)
 
 
 def bar_chart(title: str, labels: list[str], series: list[tuple[str, list[float]]], width: int = 520) -> str:
@@ -188,14 +199,18 @@ def _distributions(d: dict[str, Any]) -> str:
         width = 1 / q["bins"]
         qlabels = [f"{i * width:.2f}–{(i + 1) * width:.2f}" for i in range(q["bins"])]
         charts.append(
-            bar_chart("质量分 quality_score", qlabels, [("保留 kept", q["kept"]), ("丢弃 dropped", q["dropped"])])
+            bar_chart(
+                f"质量分 quality_score (dropped: the {sum(q['dropped'])} with a score)",
+                qlabels,
+                [("保留 kept", q["kept"]), ("丢弃 dropped", q["dropped"])],
+            )
         )
     lang = d["language_profile"]
     if lang["kept"] or lang["dropped"]:
         keys = sorted(set(lang["kept"]) | set(lang["dropped"]), key=lambda k: -lang["kept"].get(k, 0))
         charts.append(
             bar_chart(
-                "语言类型 language profile",
+                f"语言类型 language profile (dropped: the {sum(lang['dropped'].values())} profiled)",
                 keys,
                 [
                     ("保留 kept", [lang["kept"].get(k, 0) for k in keys]),
@@ -203,15 +218,65 @@ def _distributions(d: dict[str, Any]) -> str:
                 ],
             )
         )
-    for reason, cats in d["safety"]["categories"].items():
-        keys = sorted(cats, key=lambda k: -cats[k])
-        charts.append(bar_chart(f"安全类别 safety categories ({reason})", keys, [("dropped", [cats[k] for k in keys])]))
+    charts.extend(_safety_charts(d))
     for stage, sizes in d["duplicate_clusters"].items():
         keys = sorted(sizes, key=int)
         charts.append(bar_chart(f"重复簇大小 cluster sizes ({stage})", keys, [("clusters", [sizes[k] for k in keys])]))
     refusals = d["safety"]["refusals_kept"]
     note = f"<p>保留的拒答（有害请求 + 安全拒绝）refusals kept: <b>{refusals}</b></p>"
     return note + '<div class="charts">' + "".join(charts) + "</div>"
+
+
+def _safety_charts(d: dict[str, Any]) -> list[str]:
+    """Safety drops per reason from the ledger's counts (every drop is in a bar), split by detector when the
+    details name one; a report without ``safety_drops`` (older) shows the categories of the details."""
+    drops = d.get("safety_drops")
+    if drops is None:
+        charts = []
+        for reason, cats in d["safety"]["categories"].items():
+            keys = sorted(cats, key=lambda k: -cats[k])
+            values = [cats[k] for k in keys]
+            charts.append(bar_chart(f"安全类别 safety categories ({reason})", keys, [("dropped", values)]))
+        return charts
+    if not drops:
+        return []
+    keys = list(drops)
+    labels = [k.split("/", 1)[-1].removeprefix("harmful_") for k in keys]
+    detectors = sorted({det for v in drops.values() for det in v["detectors"]})
+    series = [(f"{det}", [drops[k]["detectors"].get(det, 0) for k in keys]) for det in detectors]
+    other = [drops[k]["n"] - sum(drops[k]["detectors"].values()) for k in keys]
+    if any(other) or not series:
+        series.append(("其他 other" if series else "dropped", other))
+    total = sum(v["n"] for v in drops.values())
+    return [bar_chart(f"安全丢弃 safety drops by category (all {total})", labels, series)]
+
+
+def _warnings(report: dict[str, Any]) -> str:
+    items = "".join(
+        f"<li><b>{_E(w['code'])}</b>: {_E(w['message'])}"
+        + (f"<br><span class='muted'>fix: <code>{_E(w['fix'])}</code></span>" if w.get("fix") else "")
+        + "</li>"
+        for w in report.get("warnings") or []
+    )
+    return f'<div class="warn" id="warnings"><b>⚠ 警告 Warnings</b><ul>{items}</ul></div>' if items else ""
+
+
+def _by_file(report: dict[str, Any]) -> str:
+    rows = []
+    for f in report.get("by_file") or []:
+        reasons = "<br>".join(f"{_E(k)}: {v}" for k, v in f["reasons"].items()) or "—"
+        rows.append(
+            f"<tr><td>{_E(f['file'])}</td><td>{_E(str(f.get('layout') or ''))}</td><td class='n'>{f['records']}</td>"
+            f"<td class='n'>{f['cleaned']}</td><td class='n'>{f['rejected']}</td><td class='n'>{f['quarantined']}</td>"
+            f"<td>{reasons}</td></tr>"
+        )
+    if not rows:
+        return ""
+    return (
+        '<h2 id="by-file">各文件 Per input file</h2><table><tr><th>文件 file</th><th>布局 layout</th><th>记录 records'
+        "</th><th>保留 cleaned</th><th>丢弃 rejected</th><th>隔离 quarantined</th><th>原因 reasons</th></tr>"
+        f"{''.join(rows)}</table>"
+    )
 
 
 def _diversity(dv: dict[str, Any]) -> str:
@@ -256,15 +321,23 @@ def render_html(report: dict[str, Any]) -> str:
             ("quarantined", "隔离 quarantined"),
         )
     )
+    commands = report.get("inspect", {})
     reasons = "".join(
-        f"<tr><td>{_E(k)}</td><td class='n'>{v}</td><td class='n'>{100 * v / max(1, c['input']):.1f}%</td></tr>"
+        f"<tr><td>{_E(k)}</td><td class='n'>{v}</td><td class='n'>{100 * v / max(1, c['input']):.1f}%</td>"
+        f"<td><code>{_E(commands.get(k, ''))}</code></td></tr>"
         for k, v in report["reasons"].items()
     )
     groups = []
     for k, (key, rows) in enumerate(report.get("examples", {}).items()):
         opened = " open" if k == 0 or any("twin" in ex for ex in rows) else ""  # duplicates side by side
+        n = report["reasons"].get(key, len(rows))
+        more = (
+            f'<p class="muted">{len(rows)} of {n} shown; all of them: <code>{_E(commands[key])}</code></p>'
+            if key in commands
+            else ""
+        )
         groups.append(
-            f"<details{opened}><summary>{_E(key)} ({report['reasons'].get(key, len(rows))})</summary>"
+            f"<details{opened}><summary>{_E(key)} ({n})</summary>{more}"
             + "".join(_example(ex) for ex in rows)
             + "</details>"
         )
@@ -275,13 +348,15 @@ def render_html(report: dict[str, Any]) -> str:
         for q in report.get("quarantine_examples", [])
     )
     if quarantine:
+        all_q = commands.get("quarantine", "")
         quarantine = (
-            "<h3>隔离 Quarantine</h3><table><tr><th>source</th><th>line</th><th>error</th><th>raw</th></tr>"
-            f"{quarantine}</table>"
+            f"<h3>隔离 Quarantine</h3><p class='muted'>the first entries; all of them: <code>{_E(all_q)}</code></p>"
+            f"<table><tr><th>source</th><th>line</th><th>error</th><th>raw</th></tr>{quarantine}</table>"
         )
     files = "".join(
         f"<tr><td>{_E(str(f.get('path')))}</td><td>{_E(str(f.get('container')))}</td><td>{_E(str(f.get('format')))}"
-        f"</td><td>{_E(str(f.get('encoding')))}</td><td class='n'>{f.get('units')}</td></tr>"
+        f"</td><td>{_E(str(f.get('layout') or ''))}</td><td>{_E(str(f.get('encoding')))}</td>"
+        f"<td class='n'>{f.get('units')}</td></tr>"
         for f in report["inputs"]
     )
     vers = " · ".join(f"{_E(k)} {_E(v)}" for k, v in report.get("versions", {}).items())
@@ -293,19 +368,24 @@ def render_html(report: dict[str, Any]) -> str:
 <p class="muted">配方 recipe {_E(str(report.get("recipe_source")))} · hash {_E(report["recipe_hash"])} ·
 {_E(report["finished_at"])} · {report["seconds"]:.1f}s · engine {_E(str(report.get("engine")))}</p>
 <div class="cards">{cards}</div>
+{_warnings(report)}
+<p class="muted">步骤 steps: {_E(" → ".join(report.get("steps_run") or []))}</p>
 <h2 id="balance">平衡 Balance</h2>
 <p class="{"ok" if ok else "bad"}">{"✓ 平衡 balanced" if ok else "✗ 不平衡 NOT balanced"}:
 输入 input {c["input"]} = 保留 cleaned {c["cleaned"]} + 丢弃 rejected {c["rejected"]} + 隔离 quarantined
 {c["quarantined"]}</p>
 <h2>漏斗 Funnel</h2>{_funnel(report)}
-<h2>丢弃原因 Reasons</h2><table><tr><th>步骤/原因 stage/reason</th><th>n</th><th>占输入 of input</th></tr>
+<h2>丢弃原因 Reasons</h2><table><tr><th>步骤/原因 stage/reason</th><th>n</th><th>占输入 of input</th>
+<th>查看全部 list them all</th></tr>
 {reasons}</table>
+{_by_file(report)}
 <h2>示例 Examples</h2><p class="muted">每个原因的前几条被丢弃记录；重复项与其保留的孪生并排显示。</p>{examples}
 {quarantine}
 <h2>分布 Distributions</h2>{dist}
 <h2>多样性 Diversity</h2>{div}
 <h2>输入 Inputs</h2>
-<table><tr><th>file</th><th>container</th><th>format</th><th>encoding</th><th>records</th></tr>{files}</table>
+<table><tr><th>file</th><th>container</th><th>format</th><th>layout</th><th>encoding</th><th>records</th></tr>
+{files}</table>
 <p class="muted">{vers}</p>
 </body></html>
 """

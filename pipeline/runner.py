@@ -27,7 +27,6 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from tqdm import tqdm
 
 from pipeline import __version__
 from pipeline.checkpoint import (
@@ -46,6 +45,7 @@ from pipeline.collect import ReportCollector
 from pipeline.engine import Engine, LocalEngine, Method, PartsEngine
 from pipeline.engine import resolve as resolve_global
 from pipeline.errors import BalanceError, OutputError, StageError, ZhcurateError
+from pipeline.outdir import RUN_FILE, check_output_folder, run_identity
 from pipeline.parts import (
     KEPT,
     QUARANTINE,
@@ -60,6 +60,7 @@ from pipeline.parts import (
     remove_orphans,
     split_result,
 )
+from pipeline.progress import Progress, progress, status
 from pipeline.reader import WORK_SCHEMA, Reader, expand_inputs, id_prefixes
 from pipeline.recipe import Recipe
 from schemas.record import CANONICAL_SCHEMA
@@ -76,6 +77,7 @@ class RunOptions:
     workers: int = 1
     engine_name: str = "local"
     progress: bool = True
+    force: bool = False  # replace another run's outputs in the output folder
 
 
 def _with_columns(schema: pa.Schema, columns: tuple[tuple[str, pa.DataType], ...]) -> pa.Schema:
@@ -96,11 +98,16 @@ class Runner:
         # an engine that runs whole steps on its workers, writing parts (see pipeline.parts)
         self.parts: PartsEngine | None = self.engine if isinstance(self.engine, PartsEngine) else None
         self.final_collect: dict[str, Any] = {}  # report material of cleaned.parquet, gathered while writing it
+        self.skipped: list[str] = []  # files of the input folders that are not data (for the warnings)
 
     # ---------------------------------------------------------------- public
     def run(self) -> dict[str, Any]:
         started = time.time()
-        files = expand_inputs(list(self.recipe.inputs))
+        files = expand_inputs(list(self.recipe.inputs), self.skipped)
+        identity = run_identity(self.recipe.hash(), files)  # another run's outputs are replaced only with --force
+        check_output_folder(self.out, self.work, OUTPUT_FILES, identity, resume=self.opts.resume, force=self.opts.force)
+        names = " → ".join(["read", *(s.name for s in self.stages), "write"])
+        status(f"{len(files)} input file(s); steps: {names}; checking the stages …", self.opts.progress)
         for stage in self.stages:
             stage.check()
         self._prepare_output(files)
@@ -123,7 +130,9 @@ class Runner:
         totals = self._finish(self.work / stats["file"], schema, steps)
         from pipeline.report import build_report, render_html
 
-        report = build_report(self.recipe, self.opts, steps, totals, started, time.time(), final=self.final_collect)
+        report = build_report(
+            self.recipe, self.opts, steps, totals, started, time.time(), final=self.final_collect, skipped=self.skipped
+        )
         write_json_atomic(self.out / "report.json", report)
         write_text_atomic(self.out / "report.html", render_html(report))
         return report
@@ -155,6 +164,7 @@ class Runner:
         clean_tmp(self.work)
         for name in OUTPUT_FILES:  # a previous run's outputs must never pass for this run's
             (self.out / name).unlink(missing_ok=True)
+        write_json_atomic(self.work / RUN_FILE, run_identity(self.recipe.hash(), files))
 
     def _read_step(self, files: list[Path], fp: str) -> dict[str, Any]:
         name = "00_read"
@@ -369,7 +379,7 @@ class Runner:
         write_json_atomic(self.work / f"{name}.stats.json", stats)
         return stats
 
-    def _resolve(self, stage: GlobalStage, name: str, prev: Path, prev_fp: str, bar: tqdm[Any]) -> tuple[Any, bool]:
+    def _resolve(self, stage: GlobalStage, name: str, prev: Path, prev_fp: str, bar: Progress) -> tuple[Any, bool]:
         """Fingerprint and resolve; fingerprints the stage asks to cache are kept beside the checkpoint, keyed
         by the input and the parameters they depend on, so a re-run with another threshold reuses them."""
         cache_params = stage.fingerprint_cache_params()
@@ -447,16 +457,8 @@ class Runner:
             )
         return totals
 
-    def _bar(self, desc: str, total: int | None) -> tqdm[Any]:
-        return tqdm(
-            total=total,
-            desc=desc,
-            unit="rec",
-            file=sys.stderr,
-            disable=not self.opts.progress,
-            dynamic_ncols=True,
-            leave=True,
-        )
+    def _bar(self, desc: str, total: int | None) -> Progress:
+        return progress(desc, total, self.opts.progress, sys.stderr)
 
 
 def _count_lines(path: Path) -> int:
@@ -464,7 +466,7 @@ def _count_lines(path: Path) -> int:
         return sum(1 for _ in f)
 
 
-def _counted(batches: Iterator[pa.Table], bar: tqdm[Any]) -> Iterator[pa.Table]:
+def _counted(batches: Iterator[pa.Table], bar: Progress) -> Iterator[pa.Table]:
     for batch in batches:
         yield batch
         bar.update(batch.num_rows)

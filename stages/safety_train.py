@@ -304,8 +304,7 @@ def save(clf: SafetyClassifier, path: Path) -> None:
     )
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Train the classifier and write the artifact; prints the held-out figures."""
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="zhcurate train-safety", description=__doc__.split("\n\n")[0])
     ap.add_argument("--cold", type=Path, required=True, help="COLD train.csv (split,topic,label,TEXT)")
     ap.add_argument(
@@ -319,8 +318,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=DEFAULT_ARTIFACT, help="artifact to write (.npz)")
     ap.add_argument("--c", type=float, default=16.0, help="inverse L2 regularisation strength")
     ap.add_argument("--bits", type=int, default=BUCKET_BITS, help="log2 of the number of hash buckets")
-    ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args(argv)
+    ap.add_argument("--seed", type=int, default=0, help="seed of the train/held-out split (default 0)")
+    return ap
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Train the classifier and write the artifact; prints the held-out figures."""
+    args = build_parser().parse_args(argv)
     for f in [args.cold, *args.clean]:
         if not f.is_file():
             print(f"error: {f} not found", file=sys.stderr)

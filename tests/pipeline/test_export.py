@@ -119,7 +119,7 @@ def test_round_trip(fmt: str, sample_run: tuple[Path, list[dict[str, Any]]], tmp
         any(r["input"] for r in original) and any(r["history"] for r in original) and any(r["system"] for r in original)
     )
     exported = tmp_path / f"sample.{fmt}.jsonl"
-    assert export(run_dir, fmt, exported) == len(original)
+    assert export(run_dir, fmt, exported).written == len(original)
     again = _run([exported], tmp_path / "again")
     # alpaca keeps instruction and input apart; sharegpt and openai carry them as one user turn
     merge = fmt != "alpaca"

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.formats import MalformedRecord, ReadRejection, detect_format, rename_fields, to_canonical
+from pipeline.formats import MalformedRecord, ReadRejection, detect_format, to_canonical
+from pipeline.layouts import apply_fields
 
 
 def test_alpaca_missing_input_is_empty_string() -> None:
@@ -78,7 +79,8 @@ def test_openai_system_and_content_parts() -> None:
         ([("human", "第一问"), ("human", "第二问"), ("gpt", "回答")], "conversation_not_alternating"),
         ([("gpt", "我先说"), ("human", "好")], "conversation_not_alternating"),
         ([], "conversation_empty"),
-        ([("human", "查天气"), ("function_call", "{}")], "conversation_unsupported_role"),
+        ([("human", "查天气"), ("function_call", "{}")], "conversation_tool_turns"),
+        ([("human", "讲个故事"), ("narrator", "从前有座山")], "conversation_unsupported_role"),
         ([("human", "问"), ("system", "迟到的系统提示"), ("gpt", "答")], "conversation_misplaced_system"),
     ],
 )
@@ -99,7 +101,7 @@ def test_detect_and_rename() -> None:
     assert detect_format({"messages": []}) == "openai"
     assert detect_format({"instruction": "x", "output": "y"}) == "alpaca"
     assert detect_format({"question": "x"}) is None
-    belle = rename_fields(
+    belle = apply_fields(
         {"question": "什么是熵？", "std_answer": "无序程度的度量。"},
         {"instruction": "question", "output": "std_answer"},
     )

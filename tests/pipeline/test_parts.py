@@ -407,7 +407,13 @@ def outcome(out: Path, report: dict[str, Any]) -> dict[str, Any]:
         "cleaned": pq.read_table(out / "cleaned.parquet").to_pylist(),
         "rejected": pq.read_table(out / "rejected.parquet").to_pylist(),
         "quarantine": (out / "quarantine.jsonl").read_text(encoding="utf-8"),
-        "report": untimed({k: v for k, v in report.items() if k not in ("recipe", "recipe_source", "recipe_hash")}),
+        "report": untimed(
+            json.loads(  # the output folder is named in the inspect commands: the same run elsewhere is the same
+                json.dumps(
+                    {k: v for k, v in report.items() if k not in ("recipe", "recipe_source", "recipe_hash")}
+                ).replace(str(out), "OUT")
+            )
+        ),
     }
 
 

@@ -102,9 +102,9 @@ def test_wrong_types_and_missing_keys_are_quarantined(tmp_path: Path) -> None:
 
 
 def test_unknown_format_names_the_fix(tmp_path: Path) -> None:
-    rows, _, q, _ = read([jsonl(tmp_path / "d.jsonl", [{"question": "什么是熵？", "answer": "无序的度量。"}])])
-    assert rows == [] and "fields:" in q[0]["error"]
-    rows, _, q, _ = read([tmp_path / "d.jsonl"], fields={"instruction": "question", "output": "answer"})
+    rows, _, q, _ = read([jsonl(tmp_path / "d.jsonl", [{"title": "什么是熵？", "reply": "无序的度量。"}])])
+    assert rows == [] and "--fields instruction=title,output=YOUR_ANSWER_KEY" in q[0]["error"]
+    rows, _, q, _ = read([tmp_path / "d.jsonl"], fields={"instruction": "title", "output": "reply"})
     assert rows[0]["instruction"] == "什么是熵？" and q == []
 
 

@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.cli import main
+from pipeline.errors import ConfigError
 from pipeline.recipe import build_recipe
 from pipeline.runner import OUTPUT_FILES, Runner, RunOptions
 
@@ -59,10 +60,31 @@ def test_resume_reuses_finished_steps(tmp_path: Path) -> None:
 def test_previous_outputs_are_removed_before_a_run(tmp_path: Path) -> None:
     out = tmp_path / "out"
     run([str(SAMPLES)], out)
+    again = run([str(SAMPLES)], out)  # the same run again: allowed
+    assert again["counts"]["input"] == 42
     bad = tmp_path / "bad.jsonl"
     bad.write_text("{not json\n", encoding="utf-8")
-    report = run([str(bad)], out)
+    with pytest.raises(ConfigError, match=r"holds the outputs of another recipe or other inputs.*--force"):
+        run([str(bad)], out)  # another run's outputs are not replaced without --force
+    assert json.loads((out / "report.json").read_text(encoding="utf-8"))["counts"]["input"] == 42
+    report = run([str(bad)], out, force=True)
     assert report["counts"] == {"input": 1, "cleaned": 0, "rejected": 0, "quarantined": 1}
+    assert run([str(SAMPLES)], out, stages=["normalize"], resume=True)["counts"]["input"] == 42  # --resume too
+
+
+def test_cli_force_and_a_folder_of_unknown_outputs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "cleaned.parquet").write_bytes(b"not ours")
+    recipe = tmp_path / "read_only.yaml"
+    recipe.write_text("stages: []\n", encoding="utf-8")
+    args = ["run", str(recipe), "--input", str(SAMPLES), "--output", str(out), "--quiet"]
+    assert main([*args, "--fields", "output=answer"]) == 2
+    assert "a run zhcurate cannot identify" in capsys.readouterr().err
+    assert main([*args, "--force", "--fields", "instruction=instruction,output=output"]) == 0
+    (out / "notes.txt").write_text("the user's own file stays", encoding="utf-8")
+    assert main([*args, "--force"]) == 0
+    assert (out / "notes.txt").is_file()
 
 
 def test_cli_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
