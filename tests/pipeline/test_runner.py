@@ -59,17 +59,17 @@ def test_resume_reuses_finished_steps(tmp_path: Path) -> None:
 
 def test_previous_outputs_are_removed_before_a_run(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    run([str(SAMPLES)], out)
+    first = run([str(SAMPLES)], out)
     again = run([str(SAMPLES)], out)  # the same run again: allowed
-    assert again["counts"]["input"] == 42
+    assert again["counts"] == first["counts"] and again["counts"]["input"] == 43
     bad = tmp_path / "bad.jsonl"
     bad.write_text("{not json\n", encoding="utf-8")
     with pytest.raises(ConfigError, match=r"holds the outputs of another recipe or other inputs.*--force"):
         run([str(bad)], out)  # another run's outputs are not replaced without --force
-    assert json.loads((out / "report.json").read_text(encoding="utf-8"))["counts"]["input"] == 42
+    assert json.loads((out / "report.json").read_text(encoding="utf-8"))["counts"]["input"] == 43
     report = run([str(bad)], out, force=True)
     assert report["counts"] == {"input": 1, "cleaned": 0, "rejected": 0, "quarantined": 1}
-    assert run([str(SAMPLES)], out, stages=["normalize"], resume=True)["counts"]["input"] == 42  # --resume too
+    assert run([str(SAMPLES)], out, stages=["normalize"], resume=True)["counts"]["input"] == 43  # --resume too
 
 
 def test_cli_force_and_a_folder_of_unknown_outputs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
