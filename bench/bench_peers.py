@@ -59,7 +59,7 @@ def normalized(data: Path) -> list[str]:
     from stages.minhash_verify import normalized_texts
 
     table = pq.read_table(data, columns=["instruction", "input", "output", "history"])
-    return normalized_texts(record_text(table).to_pylist(), NGRAM, True)
+    return normalized_texts(record_text(table), NGRAM, True)
 
 
 def shingles(text: str) -> list[str]:

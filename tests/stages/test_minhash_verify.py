@@ -9,6 +9,7 @@ import pickle
 import random
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -105,6 +106,7 @@ def test_second_pass_gathers_only_the_texts_of_pending_pairs() -> None:
     assert not set(seqs) & {9, 10, 11}  # the distinct texts are in no candidate pair: their texts stay put
     texts_out = {s: t for g in gathered for s, t in zip(g.column("_seq").to_pylist(), g.column("text").to_pylist())}
     assert texts_out[0] == "请把下面这段话翻译成英文并保持原来的意思"  # normalized: no punctuation
+    assert normalized_texts(pa.array(["a", "Ｂ，c"]), 3, False, np.array([1])) == ["Ｂ，c"]
     # the default needs no second pass at all
     jac = stage_for("jaccard")
     assert not jac.needs_records(jac.resolve([jac.fingerprint(b) for b in batches]))
@@ -120,9 +122,8 @@ def test_levenshtein_verification_is_deterministic() -> None:
 
 
 def test_normalized_texts_and_ratio() -> None:
-    assert normalized_texts(["Ｈｅｌｌｏ， 世界！", "？？"], 3, True) == ["hello世界", "??"]  # too short: folded only
-    import numpy as np
-
+    texts = pa.array(["Ｈｅｌｌｏ， 世界！", "？？", "写一首诗𠀀。"])
+    assert normalized_texts(texts, 3, True) == ["hello世界", "??", "写一首诗𠀀"]  # too short: folded only
     ratio = levenshtein_ratio(["我姓余", "我姓岳", None], np.array([0, 0]), np.array([1, 2]))
     assert ratio[0] == pytest.approx(2 / 3) and np.isnan(ratio[1])
 
