@@ -187,6 +187,9 @@ def levenshtein_ratio(
         rows = np.asarray(have, np.int64)
         a = [texts[i] for i in left[rows].tolist()]
         b = [texts[i] for i in right[rows].tolist()]
-        scores = cpdist(a, b, scorer=Levenshtein.normalized_similarity, score_cutoff=cutoff, dtype=np.float64)
+        # rapidfuzz turns the cutoff into a whole number of edits and drops a ratio exactly at it (17/20 at 0.85):
+        # a hair lower keeps those; the caller compares the exact ratios with its threshold
+        cut = max(0.0, cutoff - 1e-6)
+        scores = cpdist(a, b, scorer=Levenshtein.normalized_similarity, score_cutoff=cut, dtype=np.float64)
         out[rows] = scores
     return out

@@ -126,6 +126,11 @@ def test_normalized_texts_and_ratio() -> None:
     assert normalized_texts(texts, 3, True) == ["hello世界", "??", "写一首诗𠀀"]  # too short: folded only
     ratio = levenshtein_ratio(["我姓余", "我姓岳", None], np.array([0, 0]), np.array([1, 2]))
     assert ratio[0] == pytest.approx(2 / 3) and np.isnan(ratio[1])
+    # a ratio exactly at the threshold counts (17 of 20 characters kept: rapidfuzz's own cutoff would drop it)
+    twenty = "春眠不觉晓处处闻啼鸟夜来风雨声花落知多少"
+    edited = "春眠不觉晓处处闻啼鸟夜来风语声花落知啊小"  # 雨→语, 多→啊, 少→小
+    at = levenshtein_ratio([twenty, edited], np.array([0]), np.array([1]), cutoff=0.85)
+    assert at[0] == 0.85 and at[0] >= 0.85
 
 
 @pytest.mark.parametrize("parts", [False, True])
