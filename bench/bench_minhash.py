@@ -21,7 +21,8 @@ Metrics: a dropped record is correct when its twin is in its group. precision = 
 recall = correct / (records − groups), the share of all removable copies that were removed.
 
 Measured (2026-11, 2-core machine shared with ~8 other jobs, load average ~10; defaults ngram 3,
-num_perm 128, threshold 0.7 → 14 bands × 9 rows):
+num_perm 128, threshold 0.7 → 14 bands × 9 rows, the LSH rule before issue 22; since then 25 × 5 and recall
+0.908 at precision 0.9998 on the same 100k file — bench/bench_peers.py has the current comparison):
 
 * 100k records (``speed``, two runs): datasketch 51.0 / 66.0 s wall, 21.0 / 20.2 s CPU, 577 MiB peak,
   precision 0.9995, recall 0.865; zhcurate 5.6 / 5.1 s wall, 1.46 / 1.70 s CPU, 448 MiB peak, precision
@@ -45,6 +46,7 @@ import resource
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -74,24 +76,26 @@ def run_zhcurate(data: Path, params: dict[str, object], out: Path | None, batch_
 
     stage = MinHashDedupStage(MinHashParams(**params))  # type: ignore[arg-type]
     pf = pq.ParquetFile(data, pre_buffer=False)  # pre-buffering keeps every chunk read until pf is closed
-    fps, seq0 = [], 0
-    for rb in pf.iter_batches(batch_size=batch_size, columns=FINGERPRINT_COLUMNS):
-        batch = pa.Table.from_batches([rb])
-        batch = batch.append_column("_seq", int64_array(np.arange(seq0, seq0 + len(batch))))
-        seq0 += len(batch)
-        fps.append(stage.fingerprint(batch))
-    resolution = stage.resolve(fps)
-    dropped, seq0 = 0, 0
-    for rb in pf.iter_batches(batch_size=batch_size, columns=["id"]):  # decide reads _seq only
-        batch = pa.Table.from_batches([rb])
-        batch = batch.append_column("_seq", int64_array(np.arange(seq0, seq0 + len(batch))))
-        seq0 += len(batch)
+
+    def batches(columns: list[str]) -> Iterator[pa.Table]:
+        seq0 = 0
+        for rb in pf.iter_batches(batch_size=batch_size, columns=columns):
+            batch = pa.Table.from_batches([rb])
+            yield batch.append_column("_seq", int64_array(np.arange(seq0, seq0 + len(batch))))
+            seq0 += len(batch)
+
+    resolution = stage.resolve([stage.fingerprint(batch) for batch in batches(FINGERPRINT_COLUMNS)])
+    if stage.needs_records(resolution):  # verify: levenshtein | both — the second pass, texts of candidates only
+        resolution = stage.complete(resolution, [stage.gather(b, resolution) for b in batches(FINGERPRINT_COLUMNS)])
+    dropped, records = 0, 0
+    for batch in batches(["id"]):  # decide reads _seq only
+        records += batch.num_rows
         dropped += sum(r is not None for r in stage.decide(batch, resolution).reasons)
     if out is not None:
         rows = pc.extract_regex(resolution.kept_id, r"#(?P<row>\d+)$").field("row")  # ids are name#row
         kept = numeric_numpy(rows.cast(pa.int64()))
         np.savez(out, dropped=resolution.dropped_seq, kept=kept)
-    return {"records": seq0, "dropped": dropped, **stage.resolution_counters(resolution)}
+    return {"records": records, "dropped": dropped, **stage.resolution_counters(resolution)}
 
 
 def run_datasketch(data: Path, params: dict, out: Path | None) -> dict:

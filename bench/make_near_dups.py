@@ -2,6 +2,7 @@
 
     python bench/make_near_dups.py --size 100000 --out /tmp/near_dups_100k.parquet
     python bench/make_near_dups.py --size 1000000 --out /tmp/near_dups_1m.parquet
+    python bench/make_near_dups.py --size 100000 --edit-rates 0.01-0.02,0.03-0.05,0.06-0.08 --out /tmp/edits.parquet
 
 How it is built (seeded, so the same command gives the same file):
 
@@ -15,8 +16,11 @@ How it is built (seeded, so the same command gives the same file):
    half-width punctuation), ``append_sentence`` (one corpus sentence appended to the output), ``truncate``
    (the output cut to 85–95 %), ``insert_spaces`` (spaces at 5–15 % of positions), ``combo`` (punct_width +
    1–2 % char edits + spaces).
+   With ``--edit-rates 0.01-0.02,0.03-0.05,0.06-0.08`` every copy is instead a character edit of every field
+   (kind ``edit_rate``) at a rate drawn from one of the bands (the recall per band: bench/bench_peers.py).
 3. The records are shuffled (so a group's copies land in different batches) and written as Parquet with the
-   canonical columns plus ``group`` (the base) and ``perturbation`` (``original`` or a kind). Ground truth:
+   canonical columns plus ``group`` (the base), ``perturbation`` (``original`` or a kind) and ``edit_rate``
+   (the share of characters edited, 0 for kinds without character edits). Ground truth:
    records of one group are duplicates of one another, records of different groups are not.
 """
 
@@ -113,10 +117,14 @@ def insert_spaces(text: str, rate: float, rng: random.Random) -> str:
     return "".join(c + " " if rng.random() < rate else c for c in text)
 
 
-def perturb(rec: dict[str, str], kind: str, sentences: list[str], rng: random.Random) -> dict[str, str]:
+def perturb(
+    rec: dict[str, str], kind: str, sentences: list[str], rng: random.Random, rate: float = 0.0
+) -> dict[str, str]:
     r = dict(rec)
-    if kind == "char_edit":
-        r["output"] = char_edit(r["output"], rng.uniform(0.01, 0.04), rng)
+    if kind == "edit_rate":  # every field edited at the given rate (--edit-rates)
+        r = {k: char_edit(v, rate, rng) if v else v for k, v in r.items()}
+    elif kind == "char_edit":
+        r["output"] = char_edit(r["output"], rate, rng)
         r["instruction"] = char_edit(r["instruction"], 0.02, rng) if rng.random() < 0.5 else r["instruction"]
     elif kind == "punct_width":
         r = {k: punct_width(v) for k, v in r.items()}
@@ -131,7 +139,13 @@ def perturb(rec: dict[str, str], kind: str, sentences: list[str], rng: random.Ra
     return r
 
 
-def to_table(rows: list[dict[str, str]], groups: list[int], kinds: list[str], name: str = "near_dups") -> pa.Table:
+def to_table(
+    rows: list[dict[str, str]],
+    groups: list[int],
+    kinds: list[str],
+    name: str = "near_dups",
+    rates: list[float] | None = None,
+) -> pa.Table:
     n = len(rows)
     table = pa.Table.from_pydict(
         {
@@ -145,12 +159,12 @@ def to_table(rows: list[dict[str, str]], groups: list[int], kinds: list[str], na
         },
         schema=CANONICAL_SCHEMA,
     )
-    return table.append_column("group", pa.array(groups, pa.int64())).append_column(
-        "perturbation", pa.array(kinds, pa.string())
-    )
+    table = table.append_column("group", pa.array(groups, pa.int64()))
+    table = table.append_column("perturbation", pa.array(kinds, pa.string()))
+    return table.append_column("edit_rate", pa.array(rates or [0.0] * n, pa.float64()))
 
 
-def build(size: int, copies: int, seed: int) -> pa.Table:
+def build(size: int, copies: int, seed: int, edit_rates: list[tuple[float, float]] | None = None) -> pa.Table:
     rng = random.Random(seed)
     originals = load_alpaca()
     bases = distinct_bases(originals)
@@ -164,19 +178,27 @@ def build(size: int, copies: int, seed: int) -> pa.Table:
     rows: list[dict[str, str]] = []
     groups: list[int] = []
     kinds: list[str] = []
+    rates: list[float] = []
     for g, base in enumerate(bases):
         rows.append(base)
         groups.append(g)
         kinds.append("original")
+        rates.append(0.0)
         for _ in range(copies):
-            kind = rng.choice(KINDS)
-            rows.append(perturb(base, kind, sentences, rng))
+            kind = rng.choice(KINDS) if edit_rates is None else "edit_rate"
+            rate = rng.uniform(0.01, 0.04) if kind == "char_edit" else 0.015 if kind == "combo" else 0.0
+            if edit_rates is not None:
+                lo, hi = rng.choice(edit_rates)
+                rate = round(rng.uniform(lo, hi), 3)
+            rows.append(perturb(base, kind, sentences, rng, rate))
             groups.append(g)
             kinds.append(kind)
+            rates.append(rate)
     order = list(range(len(rows)))
     rng.shuffle(order)
     order = order[:size]
-    return to_table([rows[i] for i in order], [groups[i] for i in order], [kinds[i] for i in order])
+    pick = [rows[i] for i in order], [groups[i] for i in order], [kinds[i] for i in order]
+    return to_table(*pick, rates=[rates[i] for i in order])
 
 
 def main() -> int:
@@ -185,11 +207,19 @@ def main() -> int:
     ap.add_argument("--copies", type=int, default=4)
     ap.add_argument("--seed", type=int, default=20240601)
     ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument(
+        "--edit-rates",
+        help="copies are character edits of every field only, the rate drawn uniformly from one of these bands "
+        "(e.g. 0.01-0.02,0.03-0.05,0.06-0.08), written to the edit_rate column",
+    )
     args = ap.parse_args()
+    bands = None
+    if args.edit_rates:
+        bands = [(float(lo), float(hi)) for lo, hi in (b.split("-") for b in args.edit_rates.split(","))]
     if not DATA.is_dir():
         print(f"no data at {DATA}", file=sys.stderr)
         return 2
-    table = build(args.size, args.copies, args.seed)
+    table = build(args.size, args.copies, args.seed, bands)
     pq.write_table(table, args.out, compression="zstd", row_group_size=10_000)
     print(f"{table.num_rows} records, {len(set(table['group'].to_pylist()))} groups -> {args.out}")
     return 0

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from pipeline.parts import PartReport
     from pipeline.recipe import Recipe
 
-Method = Literal["process", "fingerprint", "decide"]
+Method = Literal["process", "fingerprint", "decide", "gather"]
 
 
 def call(stage: Stage, method: Method, batch: Any, context: Any = None) -> Any:
@@ -34,6 +34,8 @@ def call(stage: Stage, method: Method, batch: Any, context: Any = None) -> Any:
         return stage.fingerprint(batch)
     if method == "decide" and isinstance(stage, GlobalStage):
         return stage.decide(batch, context)
+    if method == "gather" and isinstance(stage, GlobalStage):
+        return stage.gather(batch, context)
     raise TypeError(f"stage '{stage.name}' ({type(stage).__name__}) has no method '{method}'")
 
 
@@ -45,6 +47,15 @@ def resolve(engine: Engine, stage: GlobalStage, batches: Iterable[Any]) -> Any:
     if own is not None:
         return own(stage, batches)
     return stage.resolve(list(engine.map(stage, "fingerprint", batches)))
+
+
+def complete(engine: Engine, stage: GlobalStage, resolution: Any, batches: Callable[[], Iterable[Any]]) -> Any:
+    """The final resolution: ``resolution`` itself, or — when the stage asks for a second pass over the records
+    (:meth:`~stages.base.GlobalStage.needs_records`) — ``gather`` on every batch of ``batches()`` on ``engine``,
+    then ``complete``."""
+    if not stage.needs_records(resolution):
+        return resolution
+    return stage.complete(resolution, list(engine.map(stage, "gather", batches(), context=resolution)))
 
 
 class Engine(Protocol):

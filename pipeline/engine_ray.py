@@ -99,7 +99,7 @@ class _StageActor:
 
     def _run(self, index: int, batch: pa.Table) -> pa.Table:
         result = call(self.stage, self.method, batch, self.context)
-        if self.method != "fingerprint":
+        if self.method not in ("fingerprint", "gather"):
             return encode_result(result, index)
         payload = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
         return pa.table({BATCH_COLUMN: _positions(index, 1), PAYLOAD_COLUMN: pa.array([payload], pa.large_binary())})
@@ -278,7 +278,7 @@ class RayEngine:
                 num_gpus=1 if gpu else None,
             )
             outputs = ds.iter_batches(batch_size=None, batch_format="pyarrow")
-        yield from _reassemble(outputs, [1 if method == "fingerprint" else n for n in sizes], method, done)
+        yield from _reassemble(outputs, [1 if method in ("fingerprint", "gather") else n for n in sizes], method, done)
 
     # ------------------------------------------------------------------ whole steps on the workers
     def read_parts(
@@ -456,7 +456,7 @@ def _reassemble(
                     table = table.sort_by(BATCH_COLUMN)  # pieces of a split batch came back out of order
                 yield (
                     pickle.loads(table.column(PAYLOAD_COLUMN)[0].as_py())
-                    if method == "fingerprint"
+                    if method in ("fingerprint", "gather")
                     else decode_result(table)
                 )
             nxt += 1

@@ -16,6 +16,9 @@ order Ray runs things in:
    the driver. Beyond that, on the workers: each signature block sends the signature of every candidate
    endpoint it holds, keyed by pair; a second ``groupby`` brings both signatures of a pair together and keeps
    the pairs the stage accepts; only the verified pairs, and then their records' keys, come back.
+   With ``verify: levenshtein | both`` (the stage's ``verifies_texts``) the keys and signatures of every
+   candidate record come to the driver instead, the stage names the records whose texts it still needs, and a
+   second map over the records sends back just those texts (its ``gather``) for ``complete``.
 4. **Clusters on the driver.** The stage's ``resolve_verified`` clusters the verified pairs by union-find and
    chooses each cluster's kept record (highest quality, then smallest ``_seq``: independent of Ray's
    ordering).
@@ -249,6 +252,8 @@ def resolve_banded(engine: RayEngine, stage: BandedStage, records: Any, blocks: 
         .map_groups(_bucket_pairs, batch_format="pyarrow")
     )
     a, b = _unique_pairs(*_numpy_columns(candidates, ("a", "b")))
+    if getattr(stage, "verifies_texts", False):  # verified on the texts: a second pass for just their records
+        return _verify_on_texts(stage, records, signatures, a, b, dict(counters))
     if len(a) <= engine.driver_verify_pairs:  # few candidates: fetch their records' signatures, verify here
         keys, sig = _fetch(signatures, np.unique(np.concatenate([a, b])))
         left, right = np.searchsorted(keys.seq, a), np.searchsorted(keys.seq, b)
@@ -268,6 +273,29 @@ def resolve_banded(engine: RayEngine, stage: BandedStage, records: Any, blocks: 
     # records in no verified pair are alone in their cluster and kept: leaving them out changes nothing
     stats = {"candidate_pairs": len(a), "verified_pairs": len(va), **counters}
     return stage.resolve_verified(keys, sig, np.searchsorted(keys.seq, va), np.searchsorted(keys.seq, vb), stats)
+
+
+def _verify_on_texts(stage: Any, records: Any, signatures: Any, a: np.ndarray, b: np.ndarray, stats: dict) -> Any:
+    """``verify: levenshtein | both``: the keys and signatures of the candidate records come to the driver, the
+    stage says which records' texts it needs, the workers read the records again and send just those texts
+    (``gather``), and the stage completes the resolution — as its own ``resolve`` does locally."""
+    import ray
+
+    keys, sig = _fetch(signatures, np.unique(np.concatenate([a, b])))
+    stats = {"candidate_pairs": len(a), **stats}
+    pending = stage.verify_candidates(keys, sig, np.searchsorted(keys.seq, a), np.searchsorted(keys.seq, b), stats)
+    if not stage.needs_records(pending):
+        return pending
+    box = [ray.put(pending)]
+    texts = records.map_batches(_gather, batch_size=None, batch_format="pyarrow", fn_args=(stage, box))
+    return stage.complete(pending, list(texts.iter_batches(batch_size=None, batch_format="pyarrow")))
+
+
+def _gather(block: pa.Table, stage: Any, box: list[Any]) -> pa.Table:
+    """The stage's ``gather`` over one block of records (the pending resolution comes through the object store)."""
+    import ray
+
+    return stage.gather(records_of(block), ray.get(box[0]))
 
 
 def _fetch(signatures: Any, involved: np.ndarray) -> tuple[Any, np.ndarray]:

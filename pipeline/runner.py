@@ -43,6 +43,7 @@ from pipeline.checkpoint import (
 )
 from pipeline.collect import ReportCollector
 from pipeline.engine import Engine, LocalEngine, Method, PartsEngine
+from pipeline.engine import complete as complete_global
 from pipeline.engine import resolve as resolve_global
 from pipeline.errors import BalanceError, OutputError, StageError, ZhcurateError
 from pipeline.outdir import RUN_FILE, check_output_folder, run_identity
@@ -273,6 +274,7 @@ class Runner:
             elif isinstance(stage, GlobalStage):
                 bar = self._bar(f"{stage.name} (fingerprint)", n_in)
                 resolution, fingerprints_reused = self._resolve(stage, name, prev, prev_stats["fingerprint"], bar)
+                resolution = complete_global(self.engine, stage, resolution, lambda: self._batches(prev))
                 bar.close()
                 counters.update(stage.resolution_counters(resolution))
                 results = self.engine.map(stage, "decide", self._batches(prev), context=resolution)
@@ -315,6 +317,8 @@ class Runner:
             if isinstance(stage, GlobalStage):
                 bar = self._bar(f"{stage.name} (fingerprint)", None)
                 context = self.parts.resolve_parts(stage, inputs)
+                # a second pass the engine left to us (the Ray engine does its own on the workers): read here
+                context = complete_global(LocalEngine(), stage, context, lambda: self._batches(prev))
                 bar.close()
                 counters.update(stage.resolution_counters(context))
             method: Method = "decide" if isinstance(stage, GlobalStage) else "process"

@@ -124,3 +124,19 @@ class GlobalStage(Stage):
     def resolution_counters(self, resolution: Any) -> dict[str, int]:
         """Statistics of the resolution itself (e.g. cluster sizes), summed into report.json."""
         return {}
+
+    # Optional second, compact pass (e.g. the texts of candidate pairs only): when ``needs_records`` says the
+    # resolution is provisional, the engine runs ``gather(batch, resolution)`` on every batch and then
+    # ``complete(resolution, gathered)`` (gathered pieces in input order) gives the final resolution.
+
+    def needs_records(self, resolution: Any) -> bool:
+        """Whether ``resolution`` must still be completed from some records (default: never)."""
+        return False
+
+    def gather(self, batch: pa.Table, resolution: Any) -> Any:
+        """What :meth:`complete` needs from this batch: small (the records the resolution names, not all)."""
+        raise NotImplementedError(f"stage {self.name!r} has no second pass")
+
+    def complete(self, resolution: Any, gathered: Sequence[Any]) -> Any:
+        """The final resolution from the provisional one and what :meth:`gather` returned for every batch."""
+        raise NotImplementedError(f"stage {self.name!r} has no second pass")

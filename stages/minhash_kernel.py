@@ -361,29 +361,30 @@ def union_find(n: int, left: np.ndarray, right: np.ndarray) -> np.ndarray:
 
 @nb.njit(cache=True, nogil=True)
 def link_buckets(
-    order: np.ndarray, same: np.ndarray, sig: np.ndarray, parent: np.ndarray, threshold: float
+    keys: np.ndarray, by_seq: np.ndarray, sig: np.ndarray, parent: np.ndarray, threshold: float
 ) -> tuple[int, int]:
     """Verify and union the LSH candidates of one band, in place on the union-find ``parent``.
 
-    ``order`` lists rows bucket by bucket (members in ``_seq`` order); ``same[i]`` says ``order[i]`` shares
-    the bucket of ``order[i-1]``. Each member is a candidate with the bucket's first member and with its
-    predecessor; a candidate already in the same cluster is skipped, any other is linked when its estimated
-    Jaccard (equal slots / num_perm) reaches ``threshold``. Skipping never changes the clusters, so they
-    depend only on the candidates. Returns (candidates verified, candidates linked).
+    ``keys`` are the band's sorted keys: a bucket id in the high 32 bits over the row's rank in ``_seq`` order
+    (``by_seq[rank]`` is the row), so buckets are runs with members in ``_seq`` order. Each member is a
+    candidate with the bucket's first member and with its predecessor; a candidate already in the same cluster
+    is skipped, any other is linked when its estimated Jaccard (equal slots / num_perm) reaches ``threshold``.
+    Skipping never changes the clusters, so they depend only on the candidates. Returns (candidates verified,
+    candidates linked).
     """
     k = sig.shape[1]
     verified = 0
     linked = 0
     head = 0
-    for i in range(len(order)):
-        if not same[i]:
+    for i in range(1, len(keys)):
+        if (keys[i] >> np.uint64(32)) != (keys[i - 1] >> np.uint64(32)):
             head = i
             continue
-        a = order[i]
+        a = by_seq[keys[i] & _MASK32]
         for c in range(2):
             if c == 1 and i - 1 == head:
                 break
-            b = order[head] if c == 0 else order[i - 1]
+            b = by_seq[keys[head if c == 0 else i - 1] & _MASK32]
             ra = _find(parent, a)
             rb = _find(parent, b)
             if ra == rb:

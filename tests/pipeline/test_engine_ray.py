@@ -158,6 +158,26 @@ def test_minhash_verified_on_workers_equals_local_resolve(engine: Any) -> None:
 
 @needs_ray
 @pytest.mark.slow
+def test_minhash_text_verification_on_ray_equals_local(engine: Any) -> None:
+    """``verify: both``: the Ray engine gathers the candidate texts on its workers (a second map over the records)
+    and reaches the local resolution — same dropped records, kept twins, similarities and counters."""
+    from pipeline.engine import complete
+    from stages.dedup_minhash import MinHashDedupStage, MinHashParams
+
+    stage = MinHashDedupStage(MinHashParams(verify="both", threshold=0.8))
+    batches = _alpaca_or_samples_batches(2000)[:3]
+    local = complete(LocalEngine(), stage, resolve(LocalEngine(), stage, batches), lambda: batches)
+    ray = resolve(engine, stage, batches)
+    assert len(local) > 0 and local.counters()["candidates_linked_levenshtein"] > 0
+    assert np.array_equal(ray.dropped_seq, local.dropped_seq)
+    assert ray.kept_id.equals(local.kept_id)
+    assert np.array_equal(ray.similarity, local.similarity)
+    assert np.array_equal(ray.cluster_size, local.cluster_size)
+    assert ray.counters() == local.counters()
+
+
+@needs_ray
+@pytest.mark.slow
 def test_exact_dedup_hash_shuffle_equals_local_resolve(engine: Any) -> None:
     """dedup_exact on Ray (hashes grouped by a shuffle; only duplicate groups reach the driver) resolves exactly
     as the stage does locally: same dropped records, kept twins and cluster sizes."""
