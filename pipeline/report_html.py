@@ -206,12 +206,35 @@ def _distributions(d: dict[str, Any]) -> str:
     for reason, cats in d["safety"]["categories"].items():
         keys = sorted(cats, key=lambda k: -cats[k])
         charts.append(bar_chart(f"安全类别 safety categories ({reason})", keys, [("dropped", [cats[k] for k in keys])]))
+    charts += _safety_charts(d["safety"])
     for stage, sizes in d["duplicate_clusters"].items():
         keys = sorted(sizes, key=int)
         charts.append(bar_chart(f"重复簇大小 cluster sizes ({stage})", keys, [("clusters", [sizes[k] for k in keys])]))
     refusals = d["safety"]["refusals_kept"]
     note = f"<p>保留的拒答（有害请求 + 安全拒绝）refusals kept: <b>{refusals}</b></p>"
     return note + '<div class="charts">' + "".join(charts) + "</div>"
+
+
+def _safety_charts(safety: dict[str, Any]) -> list[str]:
+    """Drops by signal, refusals kept by request category, and the ``safety_score`` histogram (when present)."""
+    charts = []
+    for reason, sigs in safety.get("signals", {}).items():
+        keys = sorted(sigs, key=lambda k: -sigs[k])
+        charts.append(bar_chart(f"安全信号 safety signals ({reason})", keys, [("dropped", [sigs[k] for k in keys])]))
+    refused = safety.get("refusal_categories", {})
+    if refused:
+        keys = sorted(refused, key=lambda k: -refused[k])
+        charts.append(
+            bar_chart("拒答的请求类别 refusals kept by request category", keys, [("kept", [refused[k] for k in keys])])
+        )
+    score = safety.get("score")
+    if score and sum(score["kept"]) + sum(score["dropped"]):
+        width = 1 / score["bins"]
+        labels = [f"{i * width:.2f}–{(i + 1) * width:.2f}" for i in range(score["bins"])]
+        charts.append(
+            bar_chart("安全分 safety_score", labels, [("保留 kept", score["kept"]), ("丢弃 dropped", score["dropped"])])
+        )
+    return charts
 
 
 def _diversity(dv: dict[str, Any]) -> str:
