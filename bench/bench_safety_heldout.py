@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.bench_safety import decide  # noqa: E402
 from pipeline.tools.train_safety import (  # noqa: E402
+    REQUEST_FP,
     Corpus,
     clean_jade,
     fit_category,
@@ -81,7 +82,7 @@ def without(c: Corpus, held: set[str], questions: set[str]) -> Corpus:
 
 
 def fold_models(c: Corpus, shipped: SafetyModels, seed: int = 0) -> SafetyModels:
-    request, _ = train_request(c, seed, 0.001)
+    request, _ = train_request(c, seed, REQUEST_FP)
     refusal, _ = train_refusal(c, seed)
     harm, _ = train_harm(c, seed)
     own = [i for i, g in enumerate(c.harmful_group) if g != "zhcurate/written"]
@@ -156,7 +157,7 @@ def _dump(path: Path, fold: int, stage: SafetyStage, rows: list[dict[str, Any]])
 def requests_by_source(corpus: Corpus) -> None:
     keep = [i for i, g in enumerate(corpus.harmful_group) if not g.startswith("jailbench")]
     c = replace(corpus, harmful=[corpus.harmful[i] for i in keep])
-    head, stats = train_request(c, 0, 0.001)
+    head, stats = train_request(c, 0, REQUEST_FP)
     rows = read_jsonl(DATA / "safety/harmful_requests.jsonl")
     jail = [r["instruction"] for r in rows if r["source"].startswith("jailbench")]
     p = head.scores(jail)

@@ -79,7 +79,7 @@ class _Side:
         self.safety_score = [0] * SCORE_BINS
         self.refusal_categories: Counter[str] = Counter()
 
-    def add(self, table: pa.Table, task_types: bool = True) -> None:
+    def add(self, table: pa.Table, task_types: bool = True, dropped: bool = False) -> None:
         self.n += table.num_rows
         _add(self.instruction_len, length_hist(table.column("instruction")))
         _add(self.output_len, length_hist(table.column("output")))
@@ -99,7 +99,7 @@ class _Side:
                 refused = table.filter(pc.fill_null(table.column("safety_refusal"), False))
                 vc = pc.value_counts(pc.drop_null(refused.column("safety_request_category"))).to_pylist()
                 self.refusal_categories.update({d["values"]: d["counts"] for d in vc})
-        if "safety_score" in names:
+        if "safety_score" in names and not dropped:  # a drop's own score is in its detail (safety's drops only)
             _add(self.safety_score, score_hist(table.column("safety_score")))
 
     def merge(self, other: _Side) -> None:
@@ -174,7 +174,7 @@ class ReportCollector:
         self.seconds += time.perf_counter() - t0
 
     def _add_dropped(self, table: pa.Table) -> None:
-        self.dropped.add(table)
+        self.dropped.add(table, dropped=True)
         reasons = table.column("reason").to_pylist()
         details = table.column("detail").to_pylist()
         want = [i for i, r in enumerate(reasons) if len(self.examples.get(r, ())) < self.examples_per_reason]
@@ -210,7 +210,7 @@ class ReportCollector:
             counter = self.categories.setdefault(reason, Counter())
             counter.update([cats] if isinstance(cats, str) else [str(c) for c in cats])
         signal = detail.get("signal")
-        if isinstance(signal, str):
+        if isinstance(signal, str) and cats:  # details with a category are always parsed, so this adds up
             self.signals.setdefault(reason, Counter())[signal] += 1
         score = detail.get("safety_score")
         if isinstance(score, (int, float)):

@@ -12,7 +12,8 @@ output; the lexicon also reads the history's assistant turns). Four small signal
   its request counts (``垃圾邮件`` answering "classify as 垃圾邮件 or not" is a label, not an insult), and answers
   shorter than ``toxicity_min_chars`` are not scored;
 * **answer lexicon** (:mod:`stages.safety_lexicon`): curated terms of unmistakable harmful content (``裸聊``,
-  ``出售冰毒``); in a refusal, terms it repeats from the request do not count.
+  ``出售冰毒``) that the answer adds: terms it repeats from the request do not count (``出售冰毒是什么罪？`` answered
+  with the law), and a refusal's hits of the request's categories do not count either.
 
 Decision, in order: the answer lexicon fires -> dropped ``harmful_<category>``; the answer is toxic and not a
 refusal -> dropped ``harmful_hate``; the answer is not a refusal and complies with a harmful request
@@ -275,7 +276,10 @@ class SafetyStage(RecordStage):
                 counters["request_unconfirmed"] += 1
                 harmful, cat = False, None
             category[i] = cat
-            tolerated = self._request_topics(req_fields) if refusal[i] else set()
+            # The answer lexicon judges what the answer adds: terms echoing the request never count (the pair
+            # decides those), and a refusal may also name the request's categories.
+            topics = self._request_topics(req_fields)
+            tolerated = topics if refusal[i] else {t for t in topics if t not in CATEGORIES}
             ans_hits = self._fire(ans_fields, tolerated)
             signals = {
                 "request_risk": round(float(risk[i]), 4),
