@@ -148,7 +148,7 @@ def _dump(path: Path, fold: int, stage: SafetyStage, rows: list[dict[str, Any]])
     risk, refusal, harm, tox = stage._signals(reqs, outs)
     with path.open("a", encoding="utf-8") as fh:
         for i, r in enumerate(rows):
-            lex = bool(stage._fire({"instruction": reqs[i]}))
+            lex = bool(stage._fire(stage._matches({"instruction": reqs[i]})))
             rec = {"fold": fold, "source": r["source"], "label": r["label"], "risk": risk[i], "refusal": refusal[i]}
             rec |= {"harm": harm[i], "tox": tox[i], "lexicon": lex, "phrase": is_refusal(outs[i])}
             fh.write(json.dumps({k: float(v) if hasattr(v, "dtype") else v for k, v in rec.items()}) + "\n")

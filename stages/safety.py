@@ -261,12 +261,13 @@ class SafetyStage(RecordStage):
                 f"history[{k}].assistant": fold(t["assistant"] or "") for k, t in enumerate(turns)
             }
             # A request is harmful when the request head says so, or when its own terms fire the lexicon.
-            req_hits = self._fire(req_fields)
+            req_matches = self._matches(req_fields)  # matched once, used three ways
+            req_hits = self._fire(req_matches)
             harmful = bool(req_hits) or bool(risk[i] >= th["request"])
             pair = (1.0 if req_hits else float(risk[i])) ** (1 / 3) * float(harm[i]) ** (2 / 3)
             complies = not refusal[i] and pair >= th["pair"] and (harmful or risk[i] >= RISK_FLOOR)
             harmful = harmful or complies
-            cat = self._category(requests[i], req_hits, req_fields) if harmful else None
+            cat = self._category(requests[i], req_hits, req_matches) if harmful else None
             if cat is not None and not getattr(self.params, cat).enabled:
                 counters[f"disabled.{cat}"] += 1
                 harmful, cat = False, None
@@ -278,9 +279,9 @@ class SafetyStage(RecordStage):
             category[i] = cat
             # The answer lexicon judges what the answer adds: terms echoing the request never count (the pair
             # decides those), and a refusal may also name the request's categories.
-            topics = self._request_topics(req_fields)
+            topics = {x for hit, _ in req_matches for x in (hit.category, hit.term)}
             tolerated = topics if refusal[i] else {t for t in topics if t not in CATEGORIES}
-            ans_hits = self._fire(ans_fields, tolerated)
+            ans_hits = self._fire(self._matches(ans_fields), tolerated)
             signals = {
                 "request_risk": round(float(risk[i]), 4),
                 "request_threshold": th["request"],
@@ -352,14 +353,14 @@ class SafetyStage(RecordStage):
         return risk, refusal_p, harm, np.where(short, 0.0, tox)
 
     def _category(
-        self, request: str, fired: list[tuple[Category, float, float, str, list[str]]], fields: dict[str, str]
+        self, request: str, fired: list[tuple[Category, float, float, str, list[str]]], matches: list[tuple[Hit, str]]
     ) -> Category:
         """The request's category: its strongest fired lexicon category, else the heaviest category its lexicon
         terms name at all (``冰毒``, 0.5), else the category head's most likely enabled class."""
         if fired:
             return fired[0][0]
         weights: dict[Category, float] = defaultdict(float)
-        for hit, _ in self._matches(fields):
+        for hit, _ in matches:
             weights[hit.category] += hit.weight
         if weights:
             return max(weights, key=lambda c: weights[c])
@@ -376,18 +377,14 @@ class SafetyStage(RecordStage):
         assert self._lexicon is not None and self._cut is not None
         return [(hit, name) for name, text in fields.items() for hit in self._lexicon.match(text or "", self._cut)]
 
-    def _request_topics(self, fields: dict[str, str]) -> set[str]:
-        """The categories and terms the request's lexicon hits name (whatever their weight)."""
-        return {x for hit, _ in self._matches(fields) for x in (hit.category, hit.term)}
-
     def _fire(
-        self, fields: dict[str, str], tolerated: set[str] | frozenset[str] = frozenset()
+        self, matches: list[tuple[Hit, str]], tolerated: set[str] | frozenset[str] = frozenset()
     ) -> list[tuple[Category, float, float, str, list[str]]]:
-        """Categories whose summed term weights over ``fields`` reach their threshold, strongest first:
-        ``(category, score, threshold, fields, terms)``. Hits whose category or term is ``tolerated`` are
+        """Categories whose summed term weights over the ``(hit, field)`` matches reach their threshold, strongest
+        first: ``(category, score, threshold, fields, terms)``. Hits whose category or term is ``tolerated`` are
         skipped."""
         per_cat: dict[Category, dict[str, tuple[Hit, str]]] = defaultdict(dict)
-        for hit, name in self._matches(fields):
+        for hit, name in matches:
             if hit.category not in tolerated and hit.term not in tolerated:
                 per_cat[hit.category].setdefault(hit.term, (hit, name))
         fired = []
