@@ -6,8 +6,8 @@ Prints:
   drops (any reason) counts as "offensive". Precision, recall and F1 of the offensive class.
 * Clean Alpaca-zh (the three ``*已完成.json`` files, ~9.2k records): the share of records dropped, by reason,
   and every drop (up to ``--show``) with its detail, so the false positives are visible.
-* Throughput: records/s of ``process`` over the Alpaca records in batches of 1,000 (best of ``--repeat``),
-  and of the classifier alone.
+* Throughput: records/s of ``process`` over the Alpaca records in batches of 1,000 (best of ``--repeat``).
+* The Alpaca records kept with a request category (harmful request answered with a refusal), for reading.
 
     python bench/bench_safety.py [--params '{"political": {"enabled": true}}'] [--external]
 
@@ -56,14 +56,20 @@ def table(rows: list[dict[str, Any]]) -> pa.Table:
     return t.append_column(SEQ_COLUMN, pa.array(range(len(full)), pa.int64()))
 
 
-def decide(stage: SafetyStage, rows: list[dict[str, Any]]) -> tuple[list[str | None], list[str | None]]:
+def decide(
+    stage: SafetyStage, rows: list[dict[str, Any]], keep_tables: bool = False
+) -> tuple[list[str | None], list[str | None], list[pa.Table]]:
+    """The stage's reasons and details for ``rows`` (in batches of :data:`BATCH`), and its kept tables."""
     reasons: list[str | None] = []
     details: list[str | None] = []
+    tables: list[pa.Table] = []
     for start in range(0, len(rows), BATCH):
         res = stage.process(table(rows[start : start + BATCH]))
         reasons += res.reasons
         details += res.details
-    return reasons, details
+        if keep_tables:
+            tables.append(res.table)
+    return reasons, details, tables
 
 
 def main() -> int:
@@ -84,26 +90,26 @@ def main() -> int:
     stage = SafetyStage(SafetyParams.model_validate(params))
     stage.check()
     stage.setup()
-    print(f"params: {json.dumps(params, ensure_ascii=False)}  classifier threshold: {stage.threshold:.2f}")
+    print(f"params: {json.dumps(params, ensure_ascii=False)}  thresholds: {stage.thresholds()}")
 
     with (DATA / "cold" / "dev.csv").open(encoding="utf-8-sig", newline="") as fh:
         cold = list(csv.DictReader(fh))
-    reasons, details = decide(stage, [{"instruction": NEUTRAL_REQUEST, "output": r["TEXT"]} for r in cold])
+    reasons, details, _ = decide(stage, [{"instruction": NEUTRAL_REQUEST, "output": r["TEXT"]} for r in cold])
     gold = [r["label"] == "1" for r in cold]
     pred = [x is not None for x in reasons]
     tp = sum(g and p for g, p in zip(gold, pred))
     prec, rec = tp / max(sum(pred), 1), tp / max(sum(gold), 1)
     f1 = 2 * prec * rec / max(prec + rec, 1e-9)
     print(f"COLD dev ({len(cold)} texts, answer to {NEUTRAL_REQUEST!r}): P={prec:.4f} R={rec:.4f} F1={f1:.4f}")
-    for det in ("lexicon", "classifier"):
-        mine = [g for g, d in zip(gold, details) if d and json.loads(d).get("detector") == det]
-        print(f"  {det}: {len(mine)} dropped, precision {sum(mine) / max(len(mine), 1):.3f}")
+    for sig in ("answer_lexicon", "toxicity", "request+compliance"):
+        mine = [g for g, d in zip(gold, details) if d and json.loads(d).get("signal") == sig]
+        print(f"  {sig}: {len(mine)} dropped, precision {sum(mine) / max(len(mine), 1):.3f}")
     print(f"  by reason: {dict(Counter(r for r in reasons if r))}")
 
     alpaca: list[dict[str, Any]] = []
     for f in sorted((DATA / "alpaca_zh").glob("*已完成.json")):
         alpaca += json.loads(f.read_text(encoding="utf-8"))
-    reasons, details = decide(stage, alpaca)
+    reasons, details, tables = decide(stage, alpaca, keep_tables=True)
     drops = [i for i, r in enumerate(reasons) if r]
     print(
         f"Alpaca-zh clean ({len(alpaca)} records): dropped {len(drops)} = {100 * len(drops) / len(alpaca):.2f} %"
@@ -111,7 +117,8 @@ def main() -> int:
     )
     for i in drops[: args.show]:
         a = alpaca[i]
-        brief = {k: v for k, v in json.loads(details[i] or "{}").items() if k in ("field", "terms", "score")}
+        keys = ("signal", "terms", "request_risk", "refusal", "toxicity")
+        brief = {k: v for k, v in json.loads(details[i] or "{}").items() if k in keys}
         print(
             f"  {reasons[i]} {json.dumps(brief, ensure_ascii=False)} | {a['instruction'][:40]!r}"
             f" | {(a.get('input') or '')[:20]!r} | {a['output'][:60]!r}"
@@ -129,20 +136,16 @@ def main() -> int:
         f"throughput: {best:,.0f} records/s wall, {best_cpu:,.0f} records per CPU-second "
         f"(best of {args.repeat}, batches of {BATCH}, one process)"
     )
-    clf = stage._classifier
-    if clf is not None:
-        outs = [a.get("output") or "" for a in alpaca]
-        reqs = [f"{a.get('instruction') or ''}\n{a.get('input') or ''}" for a in alpaca]
-        best = best_cpu = 0.0
-        for _ in range(args.repeat):
-            t0, c0 = time.perf_counter(), time.process_time()
-            for s in range(0, len(outs), BATCH):
-                clf.scores(outs[s : s + BATCH], reqs[s : s + BATCH])
-            best = max(best, len(outs) / (time.perf_counter() - t0))
-            best_cpu = max(best_cpu, len(outs) / (time.process_time() - c0))
+    rows = [r for t in tables for r in t.select(["safety_refusal", "safety_request_category"]).to_pylist()]
+    kept_cat = [(i, r) for i, r in enumerate(rows) if reasons[i] is None and r["safety_request_category"]]
+    print(
+        f"  kept with a request category: {dict(Counter(r['safety_request_category'] for _, r in kept_cat))}; "
+        f"tagged refusals: {sum(r['safety_refusal'] for _, r in kept_cat)}"
+    )
+    for i, r in kept_cat[: args.show]:
         print(
-            f"classifier alone (output scored against its request): {best:,.0f} records/s wall, "
-            f"{best_cpu:,.0f} per CPU-second"
+            f"    kept {r['safety_request_category']} refusal={r['safety_refusal']} "
+            f"{alpaca[i]['instruction'][:40]!r} -> {alpaca[i]['output'][:50]!r}"
         )
     return 0
 

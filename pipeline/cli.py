@@ -111,7 +111,7 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
 
 # Tools whose own argument parser takes the rest of the command line: name -> (module, help).
 TOOLS = {
-    "train-safety": ("stages.safety_train", "retrain the offensive-language classifier of the safety stage"),
+    "train-safety": ("pipeline.tools.train_safety", "retrain the models of the safety stage (needs --out)"),
     "train-embedder": ("pipeline.train_embedder", "rebuild the built-in Chinese sentence-embedding model"),
     "calibrate": ("pipeline.calibrate", "measure precision/recall of dedup_semantic thresholds on labelled pairs"),
 }

@@ -6,7 +6,9 @@ that ``--resume`` keeps it. Everything here is small and bounded whatever the in
 
 * fixed-bin histograms of instruction / output length (characters) and of ``quality_score``;
 * counts: task types (:mod:`pipeline.tasktypes`), ``language_profile`` values, refusals kept
-  (``safety_refusal``), safety categories (``detail.category``), duplicate cluster sizes (``detail.cluster_size``);
+  (``safety_refusal``) by request category (``safety_request_category``), safety categories and signals of the
+  drops (``detail.category``, ``detail.signal``), duplicate cluster sizes (``detail.cluster_size``);
+* a histogram of ``safety_score`` (kept: the column; dropped: ``detail.safety_score``);
 * the first :data:`EXAMPLES_PER_REASON` dropped records of each reason (texts cut to :data:`EXAMPLE_CHARS`);
 * a sample of :data:`SAMPLE_SIZE` kept instructions, chosen by the smallest hash of ``_seq`` (the same records
   are chosen at every step where they survive), reduced to leading verb–object pairs when the step ends.
@@ -74,8 +76,10 @@ class _Side:
         self.task_types: Counter[str] = Counter()
         self.language_profile: Counter[str] = Counter()
         self.refusals = 0
+        self.safety_score = [0] * SCORE_BINS
+        self.refusal_categories: Counter[str] = Counter()
 
-    def add(self, table: pa.Table, task_types: bool = True) -> None:
+    def add(self, table: pa.Table, task_types: bool = True, dropped: bool = False) -> None:
         self.n += table.num_rows
         _add(self.instruction_len, length_hist(table.column("instruction")))
         _add(self.output_len, length_hist(table.column("output")))
@@ -91,6 +95,12 @@ class _Side:
             self.refusals += int(
                 pc.sum(pc.cast(pc.fill_null(table.column("safety_refusal"), False), pa.int64())).as_py() or 0
             )
+            if "safety_request_category" in names:
+                refused = table.filter(pc.fill_null(table.column("safety_refusal"), False))
+                vc = pc.value_counts(pc.drop_null(refused.column("safety_request_category"))).to_pylist()
+                self.refusal_categories.update({d["values"]: d["counts"] for d in vc})
+        if "safety_score" in names and not dropped:  # a drop's own score is in its detail (safety's drops only)
+            _add(self.safety_score, score_hist(table.column("safety_score")))
 
     def merge(self, other: _Side) -> None:
         self.n += other.n
@@ -100,6 +110,8 @@ class _Side:
         self.task_types.update(other.task_types)
         self.language_profile.update(other.language_profile)
         self.refusals += other.refusals
+        _add(self.safety_score, other.safety_score)
+        self.refusal_categories.update(other.refusal_categories)
 
     def result(self) -> dict[str, Any]:
         return {
@@ -110,6 +122,8 @@ class _Side:
             "task_types": dict(self.task_types),
             "language_profile": dict(self.language_profile),
             "refusals": self.refusals,
+            "safety_score": self.safety_score,
+            "refusal_categories": dict(self.refusal_categories),
         }
 
 
@@ -133,6 +147,7 @@ class ReportCollector:
         self.dropped = _Side()
         self.examples: dict[str, list[dict[str, Any]]] = {}
         self.categories: dict[str, Counter[str]] = {}
+        self.signals: dict[str, Counter[str]] = {}
         self.cluster_drops: Counter[int] = Counter()
         self.detectors: dict[str, Counter[str]] = {}  # reason -> detail.detector counts (lexicon, classifier …)
         self.by_source: dict[str, Counter[str]] = {}  # input file -> reason -> dropped records
@@ -165,7 +180,7 @@ class ReportCollector:
         self.seconds += time.perf_counter() - t0
 
     def _add_dropped(self, table: pa.Table) -> None:
-        self.dropped.add(table)
+        self.dropped.add(table, dropped=True)
         if "source" in table.column_names:
             grouped = table.group_by(["source", "reason"]).aggregate([([], "count_all")]).to_pylist()
             for g in grouped:
@@ -207,6 +222,12 @@ class ReportCollector:
         detector = detail.get("detector")
         if isinstance(detector, str):
             self.detectors.setdefault(reason, Counter())[detector] += 1
+        signal = detail.get("signal")
+        if isinstance(signal, str) and cats:  # details with a category are always parsed, so this adds up
+            self.signals.setdefault(reason, Counter())[signal] += 1
+        score = detail.get("safety_score")
+        if isinstance(score, (int, float)):
+            self.dropped.safety_score[min(max(int(score * SCORE_BINS), 0), SCORE_BINS - 1)] += 1
         size = detail.get("cluster_size")
         if isinstance(size, int) and size >= 2:
             self.cluster_drops[size] += 1
@@ -221,6 +242,8 @@ class ReportCollector:
             bucket.extend(rows[: max(0, self.examples_per_reason - len(bucket))])
         for reason, counter in other.categories.items():
             self.categories.setdefault(reason, Counter()).update(counter)
+        for reason, counter in other.signals.items():
+            self.signals.setdefault(reason, Counter()).update(counter)
         self.cluster_drops.update(other.cluster_drops)
         for reason, counter in other.detectors.items():
             self.detectors.setdefault(reason, Counter()).update(counter)
@@ -277,6 +300,7 @@ class ReportCollector:
             "dropped": self.dropped.result(),
             "examples": self.examples,
             "categories": {r: dict(c) for r, c in self.categories.items()},
+            "signals": {r: dict(c) for r, c in self.signals.items()},
             "cluster_sizes": clusters,
             "detectors": {r: dict(c) for r, c in self.detectors.items()},
             "by_source": {src: dict(c) for src, c in self.by_source.items()},

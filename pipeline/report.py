@@ -108,11 +108,14 @@ def distributions(steps: list[dict[str, Any]], final: dict[str, Any]) -> dict[st
     n_len = len(LENGTH_EDGES)
     languages: Counter[str] = Counter()
     categories: dict[str, Counter[str]] = {}
+    signals: dict[str, Counter[str]] = {}
     clusters: dict[str, dict[str, int]] = {}
     for s in steps:
         languages.update(_side(s, "dropped").get("language_profile", {}))
         for reason, cats in _collect(s).get("categories", {}).items():
             categories.setdefault(f"{s['name']}/{reason}", Counter()).update(cats)
+        for reason, sigs in _collect(s).get("signals", {}).items():
+            signals.setdefault(f"{s['name']}/{reason}", Counter()).update(sigs)
         if _collect(s).get("cluster_sizes"):
             clusters[s["name"]] = _collect(s)["cluster_sizes"]
     return {
@@ -135,6 +138,13 @@ def distributions(steps: list[dict[str, Any]], final: dict[str, Any]) -> dict[st
         "safety": {
             "refusals_kept": after.get("refusals", 0),
             "categories": {k: dict(v) for k, v in categories.items()},
+            "signals": {k: dict(v) for k, v in signals.items()},
+            "refusal_categories": after.get("refusal_categories", {}),
+            "score": {
+                "bins": SCORE_BINS,
+                "kept": after.get("safety_score", [0] * SCORE_BINS),
+                "dropped": _sum_lists([d.get("safety_score", []) for d in dropped], SCORE_BINS),
+            },
         },
         "duplicate_clusters": clusters,
     }

@@ -219,6 +219,7 @@ def _distributions(d: dict[str, Any]) -> str:
             )
         )
     charts.extend(_safety_charts(d))
+    charts += _safety_signal_charts(d["safety"])
     for stage, sizes in d["duplicate_clusters"].items():
         keys = sorted(sizes, key=int)
         charts.append(bar_chart(f"重复簇大小 cluster sizes ({stage})", keys, [("clusters", [sizes[k] for k in keys])]))
@@ -277,6 +278,28 @@ def _by_file(report: dict[str, Any]) -> str:
         "</th><th>保留 cleaned</th><th>丢弃 rejected</th><th>隔离 quarantined</th><th>原因 reasons</th></tr>"
         f"{''.join(rows)}</table>"
     )
+
+
+def _safety_signal_charts(safety: dict[str, Any]) -> list[str]:
+    """Drops by signal, refusals kept by request category, and the ``safety_score`` histogram (when present)."""
+    charts = []
+    for reason, sigs in safety.get("signals", {}).items():
+        keys = sorted(sigs, key=lambda k: -sigs[k])
+        charts.append(bar_chart(f"安全信号 safety signals ({reason})", keys, [("dropped", [sigs[k] for k in keys])]))
+    refused = safety.get("refusal_categories", {})
+    if refused:
+        keys = sorted(refused, key=lambda k: -refused[k])
+        charts.append(
+            bar_chart("拒答的请求类别 refusals kept by request category", keys, [("kept", [refused[k] for k in keys])])
+        )
+    score = safety.get("score")
+    if score and sum(score["kept"]) + sum(score["dropped"]):
+        width = 1 / score["bins"]
+        labels = [f"{i * width:.2f}–{(i + 1) * width:.2f}" for i in range(score["bins"])]
+        charts.append(
+            bar_chart("安全分 safety_score", labels, [("保留 kept", score["kept"]), ("丢弃 dropped", score["dropped"])])
+        )
+    return charts
 
 
 def _diversity(dv: dict[str, Any]) -> str:

@@ -8,6 +8,8 @@ Columns added by stages (documented here so users find them in one place):
 | column | type | added by | meaning |
 |---|---|---|---|
 | safety_refusal | bool | safety | a harmful request answered with a refusal or safe redirection (kept) |
+| safety_request_category | string | safety | category of a harmful request (see README); null if benign |
+| safety_score | float64 | safety | 0..1 risk of the pair (request risk x compliance, toxicity); higher is riskier |
 | language_profile | string | language | zh, zh+terms, zh+code, zh+en (translation task), … |
 | quality_score | float64 | quality | 0..1, higher is better; dedup keeps the twin with the highest score |
 """

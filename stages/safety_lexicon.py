@@ -25,24 +25,12 @@ import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import ahocorasick
 
 from pipeline.errors import ConfigError
+from stages.safety_categories import CATEGORIES, Category
 
-Category = Literal["porn", "violence", "weapons", "drugs", "gambling", "fraud", "hate", "self_harm", "political"]
-CATEGORIES: tuple[Category, ...] = (
-    "porn",
-    "violence",
-    "weapons",
-    "drugs",
-    "gambling",
-    "fraud",
-    "hate",
-    "self_harm",
-    "political",
-)
 BUILTIN_DIR = Path(__file__).resolve().parent / "data" / "safety_lexicon"
 
 # Everything that is not a word character, a line break or sentence punctuation is dropped before matching.

@@ -21,8 +21,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _parsers() -> dict[str, argparse.ArgumentParser]:
     from pipeline.calibrate import build_parser as calibrate
+    from pipeline.tools.train_safety import build_parser as train_safety
     from pipeline.train_embedder import build_parser as train_embedder
-    from stages.safety_train import build_parser as train_safety
 
     root = _parser()
     found = {"zhcurate": root}

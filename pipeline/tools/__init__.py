@@ -1,0 +1,1 @@
+"""Commands that build zhcurate's shipped artefacts (training); not used by a run."""
