@@ -8,7 +8,7 @@ quality stages. Iterating over ``STAGES`` or testing ``name in STAGES`` imports 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, MutableMapping
 
 from stages.base import Stage
 
@@ -24,18 +24,29 @@ _PATHS: dict[str, str] = {
 }
 
 
-class _Stages(Mapping[str, type[Stage]]):
-    """A read-only name -> stage class mapping that imports a stage's module on first lookup."""
+class _Stages(MutableMapping[str, type[Stage]]):
+    """A name -> stage class mapping that imports a stage's module on first lookup (a class can also be
+    registered directly: ``STAGES["mine"] = MyStage``)."""
 
     def __init__(self, paths: dict[str, str]) -> None:
-        self._paths = paths
+        self._paths: dict[str, str | None] = dict(paths)
         self._classes: dict[str, type[Stage]] = {}
 
     def __getitem__(self, name: str) -> type[Stage]:
         if name not in self._classes:
-            module, cls = self._paths[name].split(":")
+            path = self._paths[name]
+            assert path is not None
+            module, cls = path.split(":")
             self._classes[name] = getattr(importlib.import_module(module), cls)
         return self._classes[name]
+
+    def __setitem__(self, name: str, cls: type[Stage]) -> None:
+        self._paths[name] = None
+        self._classes[name] = cls
+
+    def __delitem__(self, name: str) -> None:
+        del self._paths[name]
+        self._classes.pop(name, None)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._paths)
@@ -47,7 +58,7 @@ class _Stages(Mapping[str, type[Stage]]):
         return name in self._paths
 
 
-STAGES: Mapping[str, type[Stage]] = _Stages(_PATHS)
+STAGES: MutableMapping[str, type[Stage]] = _Stages(_PATHS)
 
 # The stages the default recipe (`zhcurate run --input ... --output ...`) runs, with default parameters.
 DEFAULT_STAGES: tuple[str, ...] = tuple(STAGES)
