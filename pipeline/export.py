@@ -22,9 +22,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
-import pyarrow.parquet as pq
-
-from pipeline.checkpoint import tmp_name
 from pipeline.errors import ConfigError
 
 ExportFormat = Literal["alpaca", "sharegpt", "openai"]
@@ -110,6 +107,8 @@ def dataset_info_entry(fmt: str, file_name: str) -> dict[str, Any]:
 
 def _records(cleaned: Path, batch_size: int = 5000) -> Iterator[dict[str, Any]]:
     columns = ["system", "instruction", "input", "output", "history"]
+    import pyarrow.parquet as pq  # here, not at import: the CLI imports this module to build its parser
+
     for batch in pq.ParquetFile(cleaned, pre_buffer=False).iter_batches(batch_size=batch_size, columns=columns):
         yield from batch.to_pylist()
 
@@ -124,6 +123,8 @@ def export(run_dir: Path, fmt: str, to: Path) -> int:
         raise ConfigError(f"{cleaned} not found: give the output directory of a finished `zhcurate run`")
     convert = CONVERTERS[fmt]
     to.parent.mkdir(parents=True, exist_ok=True)
+    from pipeline.checkpoint import tmp_name  # (pyarrow) here: the CLI imports this module to build its parser
+
     tmp = tmp_name(to)
     n = 0
     with open(tmp, "w", encoding="utf-8") as f:
