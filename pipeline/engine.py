@@ -117,6 +117,12 @@ def _run_in_worker(token: str, blob: bytes, method: Method, batch: Any) -> Any:
     return call(_worker_stage(token, blob), method, batch)
 
 
+def _warm(shipped: list[tuple[str, bytes]]) -> int:
+    for token, blob in shipped:
+        _worker_stage(token, blob)
+    return os.getpid()
+
+
 def _segment_in_worker(shipped: list[tuple[str, bytes]], schemas: list[pa.Schema], batch: pa.Table) -> Any:
     from pipeline.fused import run_segment
 
@@ -163,16 +169,29 @@ class LocalEngine:
             self._shipped[id(stage)] = (uuid.uuid4().hex, pickle.dumps(stage, protocol=pickle.HIGHEST_PROTOCOL))
         return self._shipped[id(stage)]
 
-    def _ordered(self, fn: Any, args: Iterable[tuple[Any, ...]]) -> Iterator[Any]:
-        """``fn(*a)`` on the pool for every ``a``, results in input order, at most ``2 * workers`` in flight."""
+    def _get_pool(self) -> ProcessPoolExecutor:
         if self._pool is None:
             self._pool = ProcessPoolExecutor(
                 self.workers, mp_context=mp.get_context("spawn"), initializer=_init_process
             )
+        return self._pool
+
+    def prepare(self, stages: Sequence[Stage]) -> None:
+        """Start the workers and let each set up ``stages`` now, in the background (while this process reads the
+        input), instead of on their first batches. Returns at once; a no-op in-process."""
+        if self.workers > 1 and stages:
+            shipped = [self._ship(stage) for stage in stages]
+            pool = self._get_pool()
+            for _ in range(self.workers):
+                pool.submit(_warm, shipped)
+
+    def _ordered(self, fn: Any, args: Iterable[tuple[Any, ...]]) -> Iterator[Any]:
+        """``fn(*a)`` on the pool for every ``a``, results in input order, at most ``2 * workers`` in flight."""
+        pool = self._get_pool()
         pending: deque[Future[Any]] = deque()
         try:
             for a in args:
-                pending.append(self._pool.submit(fn, *a))
+                pending.append(pool.submit(fn, *a))
                 if len(pending) >= 2 * self.workers:
                     yield pending.popleft().result()
             while pending:

@@ -124,6 +124,9 @@ class Runner:
             fps.append(fingerprint(fps[-1], stage.name, stage.fingerprint_params()))
             schemas.append(_with_columns(schemas[-1], stage.added_columns))
         steps = self._reusable(fps)
+        prepare = getattr(self.engine, "prepare", None)
+        if prepare is not None:  # a pool's workers set the stages up while this process reads
+            prepare(self.stages[max(0, len(steps) - 1) :])
         if not steps:
             steps.append(self._read_step(files, fps[0]))
         k = len(steps)
