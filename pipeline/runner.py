@@ -332,7 +332,8 @@ class Runner:
         spent on its batches (with workers, that time is summed over them: ``worker_seconds``)."""
         t0 = time.perf_counter()
         ks = list(range(first, last + 1))
-        stages = [self.stages[k - 1] for k in ks]
+        stages = [s for s in (self.stages[k - 1] for k in ks) if isinstance(s, RecordStage)]
+        assert len(stages) == len(ks)
         names = [self._step_name(k) for k in ks]
         prev = self.work / prev_stats["file"]
         n_in = count_rows(prev)
@@ -344,12 +345,9 @@ class Runner:
         batches = self._batches(prev)
         bar = self._bar("+".join(s.name for s in stages), n_in)
         try:
-            if run_segment is not None:
-                results = run_segment(stages, [schemas[k] for k in ks], batches)
-            else:  # an engine that only maps single methods: the pass runs here
-                from pipeline.fused import run_segment as run_here
-
-                results = (run_here(stages, [schemas[k] for k in ks], b) for b in batches)  # type: ignore[arg-type]
+            if run_segment is None:  # an engine that only maps single methods: the pass runs in this process
+                run_segment = LocalEngine(1).map_segment
+            results = run_segment(stages, [schemas[k] for k in ks], batches)
             for records, books in results:
                 for i, b in enumerate(books):
                     total = totals[i]
