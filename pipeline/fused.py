@@ -27,7 +27,7 @@ import pyarrow as pa
 
 from pipeline.checkpoint import ParquetSink, tmp_name
 from pipeline.collect import ReportCollector
-from pipeline.errors import StageError
+from pipeline.errors import StageError, ZhcurateError
 from pipeline.parts import PartReport, ledger_schema, split_result
 from pipeline.reader import WORK_SCHEMA, Reader
 from stages.base import RecordStage
@@ -62,7 +62,12 @@ def run_segment(
         t0 = time.perf_counter()
         b = StageBooks(rows_in=batch.num_rows)
         if batch.num_rows:
-            result = stage.process(batch)
+            try:
+                result = stage.process(batch)
+            except ZhcurateError:
+                raise
+            except Exception as e:  # named here: the pass may run on a worker process
+                raise StageError(stage.name, f"{type(e).__name__}: {e}") from e
             missing = [n for n in schema.names if n not in result.table.column_names]
             if missing:
                 raise StageError(stage.name, f"returned a batch without the column(s) {missing}")

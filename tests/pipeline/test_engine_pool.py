@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline import registry
+from pipeline.errors import StageError
 from pipeline.recipe import build_recipe
 from pipeline.runner import Runner, RunOptions
 from stages.base import RecordStage, StageParams, StageResult, detail_json
@@ -102,3 +103,29 @@ def test_two_workers_give_the_outputs_of_one_process(tmp_path: Path, pid_stages:
     assert one["counts"] == two["counts"]
     for a, b in zip(one["stages"], two["stages"], strict=True):
         assert (a["stage"], a["kept"], a["reasons"]) == (b["stage"], b["kept"], b["reasons"])
+
+
+class FailStage(PidStage):
+    """Fails on the batch holding 写一首关于春天的诗."""
+
+    name = "t_fail"
+
+    def process(self, batch: pa.Table) -> StageResult:
+        if any("春天的诗" in (t or "") for t in batch.column("instruction").to_pylist()):
+            raise ValueError("无法处理这首诗")
+        return super().process(batch)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_failing_stage_is_named_from_a_worker_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: int
+) -> None:
+    monkeypatch.setitem(registry.STAGES, "t_fail", FailStage)
+    raw = {"input": [str(SAMPLES)], "output": str(tmp_path), "stages": ["normalize", "t_fail"], "batch_size": 2}
+    recipe = build_recipe(raw, base_dir=None, source="t")
+    with pytest.raises(StageError) as err:
+        Runner(recipe, RunOptions(output=tmp_path, workers=workers, progress=False)).run()
+    assert err.value.stage == "t_fail"
+    assert str(err.value) == "stage 't_fail' failed: ValueError: 无法处理这首诗"
+    assert not (tmp_path / "cleaned.parquet").exists()
+    assert not any(".tmp-" in f.name for f in (tmp_path / ".zhcurate").iterdir())  # nothing half-written left
