@@ -137,7 +137,8 @@ class ReportCollector:
 
     With ``full_kept=False`` the kept side gets only the cheap vectorized counters (lengths, scores, language,
     refusals): task types and the verb–object sample, which cost a regex pass and jieba, are gathered for the
-    records ``read`` keeps ("before") and for the cleaned records as the runner writes them ("after")."""
+    records ``read`` keeps ("before") and for the cleaned records as the runner writes them ("after"), never for
+    dropped records (the report does not show them)."""
 
     def __init__(
         self, full_kept: bool = True, sample_size: int = SAMPLE_SIZE, examples_per_reason: int = EXAMPLES_PER_REASON
@@ -180,7 +181,7 @@ class ReportCollector:
         self.seconds += time.perf_counter() - t0
 
     def _add_dropped(self, table: pa.Table) -> None:
-        self.dropped.add(table, dropped=True)
+        self.dropped.add(table, task_types=False, dropped=True)  # task types: before and after only
         if "source" in table.column_names:
             grouped = table.group_by(["source", "reason"]).aggregate([([], "count_all")]).to_pylist()
             for g in grouped:

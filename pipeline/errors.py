@@ -39,3 +39,7 @@ class StageError(ZhcurateError):
     def __init__(self, stage: str, message: str) -> None:
         super().__init__(f"stage '{stage}' failed: {message}")
         self.stage = stage
+        self.message = message
+
+    def __reduce__(self) -> tuple[type[StageError], tuple[str, str]]:  # raised on a worker, re-raised here
+        return (StageError, (self.stage, self.message))

@@ -27,10 +27,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
-
-from pipeline.checkpoint import tmp_name
 from pipeline.errors import ConfigError
 from pipeline.export_check import llamafactory_problems
 
@@ -119,6 +115,8 @@ def dataset_info_entry(fmt: str, file_name: str, system: bool = True) -> dict[st
 
 def _records(cleaned: Path, batch_size: int = 5000) -> Iterator[dict[str, Any]]:
     columns = ["system", "instruction", "input", "output", "history"]
+    import pyarrow.parquet as pq  # here, not at import: the CLI imports this module to build its parser
+
     for batch in pq.ParquetFile(cleaned, pre_buffer=False).iter_batches(batch_size=batch_size, columns=columns):
         yield from batch.to_pylist()
 
@@ -132,6 +130,9 @@ class ExportResult:
 
 
 def _any_system(cleaned: Path) -> bool:
+    import pyarrow.compute as pc  # here, not at import: the CLI imports this module to build its parser
+    import pyarrow.parquet as pq
+
     column = pq.read_table(cleaned, columns=["system"]).column("system")
     return bool(pc.any(pc.greater(pc.fill_null(pc.utf8_length(column), 0), 0)).as_py() or False)
 
@@ -150,6 +151,8 @@ def export(run_dir: Path, fmt: str, to: Path) -> ExportResult:
         fmt, {"conversations", *(["system"] if with_system else [])}
     )
     to.parent.mkdir(parents=True, exist_ok=True)
+    from pipeline.checkpoint import tmp_name  # (pyarrow) here: the CLI imports this module to build its parser
+
     tmp = tmp_name(to)
     result = ExportResult(0, entry)
     with open(tmp, "w", encoding="utf-8") as f:

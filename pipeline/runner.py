@@ -15,12 +15,11 @@ reports into the books and checks that the parts hold what the reports say.
 
 from __future__ import annotations
 
-import json
 import shutil
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,7 +35,6 @@ from pipeline.checkpoint import (
     input_fingerprint,
     load_pickle,
     load_stats,
-    tmp_name,
     write_json_atomic,
     write_pickle_atomic,
     write_text_atomic,
@@ -46,6 +44,7 @@ from pipeline.engine import Engine, LocalEngine, Method, PartsEngine
 from pipeline.engine import complete as complete_global
 from pipeline.engine import resolve as resolve_global
 from pipeline.errors import BalanceError, OutputError, StageError, ZhcurateError
+from pipeline.fused import ReadPass
 from pipeline.outdir import RUN_FILE, check_output_folder, run_identity
 from pipeline.parts import (
     KEPT,
@@ -92,6 +91,7 @@ class Runner:
     def __init__(self, recipe: Recipe, options: RunOptions, engine: Engine | None = None) -> None:
         self.recipe = recipe
         self.opts = options
+        self._own_engine = engine is None  # the runner closes the engine (its worker pool) it made itself
         self.engine: Engine = engine or LocalEngine(options.workers)
         self.out = Path(options.output)
         self.work = self.out / WORK_DIR
@@ -103,6 +103,13 @@ class Runner:
 
     # ---------------------------------------------------------------- public
     def run(self) -> dict[str, Any]:
+        try:
+            return self._run()
+        finally:
+            if self._own_engine:
+                self.engine.close()  # type: ignore[attr-defined]
+
+    def _run(self) -> dict[str, Any]:
         started = time.time()
         files = expand_inputs(list(self.recipe.inputs), self.skipped)
         identity = run_identity(self.recipe.hash(), files)  # another run's outputs are replaced only with --force
@@ -119,16 +126,30 @@ class Runner:
             self.recipe.fields,
             self.recipe.batch_size,
         )
-        steps: list[dict[str, Any]] = []
-        stats = self._read_step(files, fp)
-        steps.append(stats)
-        schema = WORK_SCHEMA
-        for k, stage in enumerate(self.stages, start=1):
-            fp = fingerprint(fp, stage.name, stage.fingerprint_params())
-            schema = _with_columns(schema, stage.added_columns)
-            stats = self._stage_step(k, stage, stats, schema, fp)
-            steps.append(stats)
-        totals = self._finish(self.work / stats["file"], schema, steps)
+        fps, schemas = [fp], [WORK_SCHEMA]
+        for stage in self.stages:
+            fps.append(fingerprint(fps[-1], stage.name, stage.fingerprint_params()))
+            schemas.append(_with_columns(schemas[-1], stage.added_columns))
+        steps = self._reusable(fps)
+        prepare = getattr(self.engine, "prepare", None)
+        if prepare is not None:  # a pool's workers set the stages up while this process reads
+            prepare(self.stages[max(0, len(steps) - 1) :])
+        fuse = self.parts is None  # the local engine fuses each run of record stages into one pass
+        if not steps and not (fuse and self.stages and isinstance(self.stages[0], RecordStage)):
+            steps.append(self._read_step(files, fps[0]))
+        k = max(1, len(steps))
+        while k <= len(self.stages):
+            stage = self.stages[k - 1]
+            if isinstance(stage, RecordStage) and fuse:
+                end = k
+                while end < len(self.stages) and isinstance(self.stages[end], RecordStage):
+                    end += 1  # the run of record stages k..end (1-based) is one pass over the data
+                steps.extend(self._segment_step(k, end, steps[-1] if steps else files, schemas, fps))
+                k = end + 1
+            else:
+                steps.append(self._stage_step(k, stage, steps[-1], schemas[k], fps[k]))
+                k += 1
+        totals = self._finish(self.work / steps[-1]["file"], schemas[-1], steps)
         from pipeline.report import build_report, render_html
 
         report = build_report(
@@ -137,6 +158,26 @@ class Runner:
         write_json_atomic(self.out / "report.json", report)
         write_text_atomic(self.out / "report.html", render_html(report))
         return report
+
+    def _step_name(self, k: int) -> str:
+        return "00_read" if k == 0 else f"{k:02d}_{self.stages[k - 1].name}"
+
+    def _reusable(self, fps: list[str]) -> list[dict[str, Any]]:
+        """With ``--resume``: the finished steps to reuse — every step up to the last one with a checkpoint of its
+        kept records whose fingerprints (and those of all the steps before it) match. A step inside a fused run of
+        record stages has no checkpoint of its own: a change after it re-runs that run from its start."""
+        if not self.opts.resume:
+            return []
+        found: list[dict[str, Any]] = []
+        usable = 0
+        for k, fp in enumerate(fps):
+            stats = load_stats(self.work / f"{self._step_name(k)}.stats.json", fp)
+            if stats is None:
+                break
+            found.append({**stats, "reused": True})
+            if stats.get("file"):
+                usable = len(found)
+        return found[:usable]
 
     # ---------------------------------------------------------------- steps
     def _prepare_output(self, files: list[Path]) -> None:
@@ -169,44 +210,29 @@ class Runner:
 
     def _read_step(self, files: list[Path], fp: str) -> dict[str, Any]:
         name = "00_read"
-        reused = load_stats(self.work / f"{name}.stats.json", fp) if self.opts.resume else None
-        if reused:
-            return {**reused, "reused": True}
         if self.parts is not None:
             return self._read_step_parts(files, fp, name)
         t0 = time.perf_counter()
-        reader = Reader(files, self.recipe.format, self.recipe.fields, self.recipe.batch_size)
+        read = self._read_pass(files)
         kept = ParquetSink(self.work / f"{name}.parquet", WORK_SCHEMA)
-        rej = ParquetSink(self.work / f"{name}.rejected.parquet", ledger_schema(WORK_SCHEMA))
-        qpath = self.work / "quarantine.jsonl"
-        qtmp = tmp_name(qpath)
-        reasons: Counter[str] = Counter()
-        collector = ReportCollector()
-        n_quarantine = 0
         bar = self._bar("read", None)
-        with open(qtmp, "w", encoding="utf-8") as qf:
-            for chunk in reader:
-                kept.write(chunk.records)
-                collector.add_kept(chunk.records)
-                if chunk.rejected:
-                    for r in chunk.rejected:
-                        r["stage"] = "read"
-                        reasons[r["reason"]] += 1
-                    rejected_table = pa.Table.from_pylist(chunk.rejected, schema=rej.schema)
-                    rej.write(rejected_table)
-                    collector.add_dropped(rejected_table)
-                for q in chunk.quarantine:
-                    qf.write(json.dumps(q, ensure_ascii=False) + "\n")
-                n_quarantine += len(chunk.quarantine)
-                bar.update(chunk.records.num_rows + len(chunk.rejected) + len(chunk.quarantine))
+        try:
+            for records in read.records(bar.update):
+                kept.write(records)
+        except BaseException:
+            read.abort()
+            kept.abort()
+            raise
         bar.close()
         kept.close()
-        rej.close()
-        qtmp.replace(qpath)
-        total = PartReport(0, sum(info.units for info in reader.infos), kept.rows, rej.rows, n_quarantine, reasons)
-        total.collector, total.infos = collector, reader.infos
-        written = {"file": f"{name}.parquet", "rejected_file": f"{name}.rejected.parquet"}
-        return self._save_stats(name, "read", "read", fp, {**written, "quarantine_file": "quarantine.jsonl"}, total, t0)
+        return self._save_read_stats(fp, read.close(), t0, f"{name}.parquet")
+
+    def _read_pass(self, files: list[Path]) -> ReadPass:
+        return ReadPass(Reader(files, self.recipe.format, self.recipe.fields, self.recipe.batch_size), self.work)
+
+    def _save_read_stats(self, fp: str, total: PartReport, t0: float, file: str | None) -> dict[str, Any]:
+        written = {"file": file, "rejected_file": "00_read.rejected.parquet", "quarantine_file": "quarantine.jsonl"}
+        return self._save_stats("00_read", "read", "read", fp, written, total, t0)
 
     def _read_step_parts(self, files: list[Path], fp: str, name: str) -> dict[str, Any]:
         """The read step on a parts engine: every input file is read by a worker into parts."""
@@ -254,9 +280,6 @@ class Runner:
         self, k: int, stage: Stage, prev_stats: dict[str, Any], schema: pa.Schema, fp: str
     ) -> dict[str, Any]:
         name = f"{k:02d}_{stage.name}"
-        reused = load_stats(self.work / f"{name}.stats.json", fp) if self.opts.resume else None
-        if reused:
-            return {**reused, "reused": True}
         prev = self.work / prev_stats["file"]
         if self.parts is not None:
             return self._stage_step_parts(name, stage, prev, schema, fp)
@@ -269,17 +292,14 @@ class Runner:
         collector = ReportCollector(full_kept=False)  # kept records are described once, at the end
         fingerprints_reused = False
         try:
-            if isinstance(stage, RecordStage):
-                results = self.engine.map(stage, "process", self._batches(prev))
-            elif isinstance(stage, GlobalStage):
-                bar = self._bar(f"{stage.name} (fingerprint)", n_in)
-                resolution, fingerprints_reused = self._resolve(stage, name, prev, prev_stats["fingerprint"], bar)
-                resolution = complete_global(self.engine, stage, resolution, lambda: self._batches(prev))
-                bar.close()
-                counters.update(stage.resolution_counters(resolution))
-                results = self.engine.map(stage, "decide", self._batches(prev), context=resolution)
-            else:
+            if not isinstance(stage, GlobalStage):
                 raise StageError(stage.name, f"{type(stage).__name__} is neither a RecordStage nor a GlobalStage")
+            bar = self._bar(f"{stage.name} (fingerprint)", n_in)
+            resolution, fingerprints_reused = self._resolve(stage, name, prev, prev_stats["fingerprint"], bar)
+            resolution = complete_global(self.engine, stage, resolution, lambda: self._batches(prev))
+            bar.close()
+            counters.update(stage.resolution_counters(resolution))
+            results = self.engine.map(stage, "decide", self._batches(prev), context=resolution)
             bar = self._bar(stage.name, n_in)
             for result in results:
                 self._book(stage, result, kept, rej, reasons, counters, collector)
@@ -302,6 +322,89 @@ class Runner:
         total = PartReport(0, n_in, kept.rows, rej.rows, 0, reasons, counters, collector)
         files = {"file": f"{name}.parquet", "rejected_file": f"{name}.rejected.parquet"}
         return self._save_stage_stats(name, stage, fp, files, total, t0, fingerprints_reused=fingerprints_reused)
+
+    def _segment_step(
+        self, first: int, last: int, prev: dict[str, Any] | list[Path], schemas: list[pa.Schema], fps: list[str]
+    ) -> list[dict[str, Any]]:
+        """Record stages ``first..last`` (1-based) fused: one pass over each batch of the previous checkpoint — or,
+        when ``prev`` is the input files, of the records ``read`` keeps, read in the same pass — (see
+        :mod:`pipeline.fused`), each stage's dropped records in its own ledger file, the kept records of the last
+        one in the only checkpoint. A stage's seconds are the pass's wall time (less what reading took) shared
+        out by the time each stage spent on its batches (with workers, that time is summed over them:
+        ``worker_seconds``)."""
+        t0 = time.perf_counter()
+        ks = list(range(first, last + 1))
+        stages = [s for s in (self.stages[k - 1] for k in ks) if isinstance(s, RecordStage)]
+        assert len(stages) == len(ks)
+        names = [self._step_name(k) for k in ks]
+        read: ReadPass | None = None
+        if isinstance(prev, list):
+            read = self._read_pass(prev)
+            batches, n_in = read.records(), None
+        else:
+            batches, n_in = self._batches(self.work / prev["file"]), count_rows(self.work / prev["file"])
+        kept = ParquetSink(self.work / f"{names[-1]}.parquet", schemas[last])
+        rejs = [ParquetSink(self.work / f"{n}.rejected.parquet", ledger_schema(schemas[k])) for n, k in zip(names, ks)]
+        totals = [PartReport(0, collector=ReportCollector(full_kept=False)) for _ in ks]
+        busy = [0.0] * len(ks)
+        run_segment = getattr(self.engine, "map_segment", None)
+        bar = self._bar("+".join(s.name for s in stages), n_in)
+        try:
+            if run_segment is None:  # an engine that only maps single methods: the pass runs in this process
+                run_segment = LocalEngine(1).map_segment
+            results = run_segment(stages, [schemas[k] for k in ks], batches)
+            for records, books in results:
+                for i, b in enumerate(books):
+                    total = totals[i]
+                    total.rows_in += b.rows_in
+                    total.kept += b.kept
+                    if b.dropped is not None:
+                        rejs[i].write(b.dropped)
+                        total.dropped += b.dropped.num_rows
+                    total.reasons.update(b.reasons)
+                    total.counters.update(b.counters)
+                    total.collector.merge(b.collector)
+                    busy[i] += b.seconds
+                kept.write(records)
+                bar.update(books[0].rows_in)
+            bar.close()
+        except BaseException as e:
+            for sink in (kept, *rejs):
+                sink.abort()
+            if read is not None:
+                read.abort()
+            if isinstance(e, ZhcurateError) or not isinstance(e, Exception):
+                raise
+            raise StageError("+".join(s.name for s in stages), f"{type(e).__name__}: {e}") from e
+        kept.close()
+        for sink in rejs:
+            sink.close()
+        out = []
+        read_seconds = 0.0
+        if read is not None:
+            total_read = read.close()
+            read_seconds = read.seconds
+            out.append(self._save_read_stats(fps[0], total_read, time.perf_counter() - read_seconds, None))
+            n_in = total_read.kept
+        expected = n_in
+        for stage, total in zip(stages, totals):
+            if total.rows_in != expected or total.kept + total.dropped != total.rows_in:
+                raise BalanceError(
+                    f"stage '{stage.name}' received {total.rows_in} of {expected} records and returned "
+                    f"{total.kept} kept + {total.dropped} dropped"
+                )
+            expected = total.kept
+        if kept.rows != expected:
+            raise BalanceError(f"stage '{stages[-1].name}' kept {expected} records but {kept.rows} were written")
+        wall = time.perf_counter() - t0 - read_seconds
+        spent = sum(busy) or 1.0
+        for i, (k, name, stage, total) in enumerate(zip(ks, names, stages, totals, strict=True)):
+            files = {"file": f"{name}.parquet" if k == last else None, "rejected_file": f"{name}.rejected.parquet"}
+            extra = {"fused": [s.name for s in stages], "worker_seconds": round(busy[i], 3)}
+            seconds = wall * busy[i] / spent if sum(busy) else wall / len(ks)
+            start = time.perf_counter() - seconds
+            out.append(self._save_stage_stats(name, stage, fps[k], files, total, start, **extra))
+        return out
 
     def _stage_step_parts(self, name: str, stage: Stage, prev: Path, schema: pa.Schema, fp: str) -> dict[str, Any]:
         """A stage on a parts engine: the workers run it over the previous step's parts and write their own."""
@@ -344,7 +447,14 @@ class Runner:
         return self._save_stage_stats(name, stage, fp, files, total, t0, fingerprints_reused=False, parts=len(reports))
 
     def _save_stage_stats(
-        self, name: str, stage: Stage, fp: str, files: dict[str, str], total: PartReport, t0: float, **extra: Any
+        self,
+        name: str,
+        stage: Stage,
+        fp: str,
+        files: Mapping[str, str | None],
+        total: PartReport,
+        t0: float,
+        **extra: Any,
     ) -> dict[str, Any]:
         kind = "global" if isinstance(stage, GlobalStage) else "record"
         params = stage.params.model_dump(mode="json")
@@ -356,7 +466,7 @@ class Runner:
         label: str,
         kind: str,
         fp: str,
-        files: dict[str, str],
+        files: Mapping[str, str | None],
         total: PartReport,
         t0: float,
         **extra: Any,
@@ -436,7 +546,7 @@ class Runner:
         rejected_schema = ledger_schema(final_schema)
         rejected = ParquetSink(self.out / "rejected.parquet", rejected_schema)
         for step in steps:
-            part = self.work / step.get("rejected_file", step["file"].replace(".parquet", ".rejected.parquet"))
+            part = self.work / (step.get("rejected_file") or step["file"].replace(".parquet", ".rejected.parquet"))
             for batch in self._batches(part):
                 for f in rejected_schema:
                     if f.name not in batch.column_names:

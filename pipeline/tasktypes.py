@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import pyarrow as pa
@@ -147,6 +148,7 @@ def _as_verb(word: str, flag: str) -> str:
     return ""
 
 
+@lru_cache(maxsize=4096)  # the report tags the same sampled instructions before and after the run
 def verb_object(instruction: str) -> tuple[str, str] | None:
     """The leading verb of an instruction's first clause and the head noun of its object, as in the
     Self-Instruct analysis (root verb, direct-object noun), approximated with jieba's part-of-speech tags:

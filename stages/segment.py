@@ -60,19 +60,7 @@ class Segmenter:
         return self._tokenizer
 
     def _load(self) -> Any:
-        try:
-            import jieba
-        except ImportError as e:  # pragma: no cover - jieba is a dependency
-            raise ConfigError("segment: word segmentation needs jieba: pip install jieba") from e
-        jieba.setLogLevel(logging.WARNING)  # jieba logs its loading to stderr at DEBUG; stages never print
-        tok = jieba.Tokenizer()
-        tok.initialize()
-        if self.user_dict is not None:
-            try:
-                tok.load_userdict(str(self.user_dict))
-            except (ValueError, UnicodeDecodeError) as e:
-                raise ConfigError(f"segment: cannot read user dictionary '{self.user_dict}': {e}") from e
-        return tok
+        return _tokenizer(str(self.user_dict) if self.user_dict is not None else None)
 
     def cut(self, text: str) -> list[str]:
         """The words of ``text`` in order; spaces and punctuation come back as their own tokens."""
@@ -98,12 +86,50 @@ class Segmenter:
             tok = self.tokenizer
             with self._lock:
                 if self._pos is None:
-                    from jieba.posseg import POSTokenizer
-
-                    self._pos = POSTokenizer(tok)
+                    self._pos = _pos_tokenizer(tok, self.user_dict is None)
         pos = self._pos
         pos.makesure_userdict_loaded()
         return [(p.word, p.flag) for p in pos.cut(text, HMM=self.hmm)]
+
+
+@lru_cache(maxsize=8)
+def _tokenizer(user_dict: str | None) -> Any:
+    """The loaded ``jieba.Tokenizer`` for a user dictionary (None: jieba's own), once per process: segmenters
+    that differ only in ``hmm`` share it (HMM is a choice of each call, not of the loaded dictionary)."""
+    try:
+        import jieba
+    except ImportError as e:  # pragma: no cover - jieba is a dependency
+        raise ConfigError("segment: word segmentation needs jieba: pip install jieba") from e
+    jieba.setLogLevel(logging.WARNING)  # jieba logs its loading to stderr at DEBUG; stages never print
+    tok = jieba.Tokenizer()
+    tok.initialize()
+    if user_dict is not None:
+        try:
+            tok.load_userdict(user_dict)
+        except (ValueError, UnicodeDecodeError) as e:
+            raise ConfigError(f"segment: cannot read user dictionary '{user_dict}': {e}") from e
+    return tok
+
+
+_POS_LOCK = threading.Lock()
+_POS: dict[int, Any] = {}
+
+
+def _pos_tokenizer(tok: Any, default_dict: bool) -> Any:
+    """One ``jieba.posseg.POSTokenizer`` per loaded tokenizer. For jieba's own dictionary it shares the word tags
+    that importing ``jieba.posseg`` already read from that dictionary, instead of reading it a second time."""
+    from jieba import posseg
+
+    with _POS_LOCK:
+        if id(tok) not in _POS:
+            if default_dict and tok.dictionary == posseg.dt.tokenizer.dictionary:
+                pos = posseg.POSTokenizer.__new__(posseg.POSTokenizer)
+                pos.tokenizer = tok
+                pos.word_tag_tab = dict(posseg.dt.word_tag_tab)
+            else:
+                pos = posseg.POSTokenizer(tok)
+            _POS[id(tok)] = pos
+        return _POS[id(tok)]
 
 
 @lru_cache(maxsize=8)

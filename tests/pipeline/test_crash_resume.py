@@ -71,13 +71,14 @@ def test_kill_9_mid_step_then_resume(step: str, dataset: Path, reference: Path, 
     out = tmp_path / "out"
     recipe = write_recipe(tmp_path / "r.yaml", dataset, out, KILL_STAGES)
     index = 0 if step == "read" else KILL_STAGES.index(step) + 1
-    marker = f"{index:02d}_{step}.parquet.tmp-"
+    # a step's kept records (or, inside a fused run of record stages, its ledger) are being written
+    markers = (f"{index:02d}_{step}.parquet.tmp-", f"{index:02d}_{step}.rejected.parquet.tmp-")
     proc = cli("run", str(recipe), "--quiet")
     deadline = time.monotonic() + 60
     killed = False
     while time.monotonic() < deadline and proc.poll() is None:
         work = out / ".zhcurate"
-        if work.is_dir() and any(marker in f.name for f in work.iterdir()):
+        if work.is_dir() and any(m in f.name for f in work.iterdir() for m in markers):
             os.kill(proc.pid, signal.SIGKILL)
             killed = True
             break
@@ -101,7 +102,8 @@ def test_resume_reruns_from_first_changed_stage(dataset: Path, reference: Path, 
     assert main(["run", str(recipe), "--resume", "--quiet"]) == 0
     report = json.loads((out / "report.json").read_text())
     assert report["reused_stages"] == ["read", *KILL_STAGES]
-    # change a parameter of the second stage: read and the first stage are reused, the rest re-run
+    # change a parameter of the second stage: it is fused with read and the first stage (one pass over the data,
+    # one checkpoint after the last record stage), so that pass re-runs from its start: nothing is reused
     second = KILL_STAGES[1]
     params = STAGES[second].Params().model_dump(mode="json")
     key, value = next((k, v) for k, v in params.items() if isinstance(v, bool))
@@ -109,7 +111,14 @@ def test_resume_reruns_from_first_changed_stage(dataset: Path, reference: Path, 
     write_recipe(tmp_path / "r.yaml", dataset, out, stages)
     assert main(["run", str(recipe), "--resume", "--quiet"]) == 0
     report = json.loads((out / "report.json").read_text())
-    assert report["reused_stages"] == ["read", KILL_STAGES[0]]
+    assert report["reused_stages"] == []
+    # change the last (a dedup stage, with a checkpoint before it): every step before it is reused
+    last = KILL_STAGES[-1]
+    stages[-1] = {last: {"threshold": 0.75}}
+    write_recipe(tmp_path / "r.yaml", dataset, out, stages)
+    assert main(["run", str(recipe), "--resume", "--quiet"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["reused_stages"] == ["read", *KILL_STAGES[:-1]]
     # touching an input file re-runs everything
     os.utime(dataset)
     assert main(["run", str(recipe), "--resume", "--quiet"]) == 0

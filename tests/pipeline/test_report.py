@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.collect import SCORE_BINS, length_hist, score_hist
+from pipeline.reader import Reader, expand_inputs
 from pipeline.report import render_html
 from pipeline.tasktypes import TASK_TYPES, classify
 from tests.pipeline.report_fixtures import make_run
@@ -60,7 +61,8 @@ def test_counts_and_reasons_match_the_ledger(run_dir: Path, report: dict[str, An
 
 def test_distributions_match_the_parquet_files(run_dir: Path, report: dict[str, Any]) -> None:
     cleaned = _table(run_dir / "cleaned.parquet")
-    before = _table(run_dir / ".zhcurate" / "00_read.parquet")  # what read kept: the input of the first stage
+    # what read kept, the input of the first stage (read is fused with the record stages: no checkpoint of it)
+    before = pa.concat_tables(c.records for c in Reader(expand_inputs([str(run_dir.parent / "raw")]), "auto", {}, 7))
     d = report["distributions"]
     assert d["instruction_length"]["after"] == length_hist(cleaned.column("instruction"))
     assert d["output_length"]["after"] == length_hist(cleaned.column("output"))
