@@ -7,7 +7,9 @@ that ``--resume`` keeps it. Everything here is small and bounded whatever the in
 * fixed-bin histograms of instruction / output length (characters) and of ``quality_score``;
 * counts: task types (:mod:`pipeline.tasktypes`), ``language_profile`` values, refusals kept
   (``safety_refusal``), safety categories (``detail.category``), duplicate cluster sizes (``detail.cluster_size``);
-* the first :data:`EXAMPLES_PER_REASON` dropped records of each reason (texts cut to :data:`EXAMPLE_CHARS`);
+* the first :data:`EXAMPLES_PER_REASON` dropped records of each reason (texts cut to :data:`EXAMPLE_CHARS`),
+  and for duplicates with a ``similarity`` the :data:`NEAR_THRESHOLD` drops of lowest similarity (the pairs
+  that raising the threshold would keep);
 * a sample of :data:`SAMPLE_SIZE` kept instructions, chosen by the smallest hash of ``_seq`` (the same records
   are chosen at every step where they survive), reduced to leading verb–object pairs when the step ends.
 """
@@ -30,6 +32,8 @@ LENGTH_EDGES: tuple[int, ...] = (0, 1, 10, 20, 50, 100, 200, 500, 1000, 2000, 50
 SCORE_BINS = 20
 """``quality_score`` bins of width 0.05 over [0, 1]."""
 EXAMPLES_PER_REASON = 5
+NEAR_THRESHOLD = 6
+NEAR_SUFFIX = " · near threshold"
 EXAMPLE_CHARS = 600
 SAMPLE_SIZE = 1000
 TEXT_FIELDS = ("system", "instruction", "input", "output")
@@ -134,6 +138,7 @@ class ReportCollector:
         self.examples: dict[str, list[dict[str, Any]]] = {}
         self.categories: dict[str, Counter[str]] = {}
         self.cluster_drops: Counter[int] = Counter()
+        self.near: dict[str, list[dict[str, Any]]] = {}  # per reason: lowest-similarity drops, ascending
         self.sample_size = sample_size
         self.examples_per_reason = examples_per_reason
         self._sample_keys = np.empty(0, dtype=np.uint64)
@@ -165,10 +170,17 @@ class ReportCollector:
         want = [i for i, r in enumerate(reasons) if len(self.examples.get(r, ())) < self.examples_per_reason]
         parsed: dict[int, dict[str, Any]] = {}
         wanted = set(want)
+        near: list[int] = []
         for i, (reason, text) in enumerate(zip(reasons, details)):
             if i in wanted or (text and ('"categor' in text or '"cluster_size"' in text)):
                 parsed[i] = _parse(text)
                 self._count_detail(reason, parsed[i])
+                if isinstance(parsed[i].get("similarity"), (int, float)) and self._is_near(reason, parsed[i]):
+                    near.append(i)
+        if near:
+            rows = table.take(pa.array(near, pa.int64())).select(self._example_columns(table)).to_pylist()
+            for i, row in zip(near, rows):
+                self._add_near(reasons[i], [self._example(row, parsed[i])])
         if want:
             rows = (
                 table.take(pa.array(want, pa.int64()))
@@ -188,6 +200,29 @@ class ReportCollector:
                         "detail": parsed[i],
                     }
                 )
+
+    @staticmethod
+    def _example_columns(table: pa.Table) -> list[str]:
+        return [c for c in ("id", "source", *TEXT_FIELDS, "history") if c in table.column_names]
+
+    @staticmethod
+    def _example(row: dict[str, Any], detail: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "id": row.get("id"),
+            "source": row.get("source"),
+            **{f: _cut(row.get(f)) for f in TEXT_FIELDS},
+            "history_turns": len(row.get("history") or []),
+            "detail": detail,
+        }
+
+    def _is_near(self, reason: str, detail: dict[str, Any]) -> bool:
+        bucket = self.near.get(reason, [])
+        return len(bucket) < NEAR_THRESHOLD or detail["similarity"] < bucket[-1]["detail"]["similarity"]
+
+    def _add_near(self, reason: str, rows: list[dict[str, Any]]) -> None:
+        bucket = self.near.get(reason, []) + rows
+        bucket.sort(key=lambda ex: ex["detail"]["similarity"])  # stable: ties keep input order
+        self.near[reason] = bucket[:NEAR_THRESHOLD]
 
     def _count_detail(self, reason: str, detail: dict[str, Any]) -> None:
         cats = detail.get("category", detail.get("categories"))
@@ -209,6 +244,8 @@ class ReportCollector:
         for reason, counter in other.categories.items():
             self.categories.setdefault(reason, Counter()).update(counter)
         self.cluster_drops.update(other.cluster_drops)
+        for reason, rows in other.near.items():
+            self._add_near(reason, rows)
         if len(other._sample_keys):
             self._keep_smallest(other._sample_keys, other._sample_text)
         self.seconds += other.seconds
@@ -257,7 +294,10 @@ class ReportCollector:
             "version": 1,
             "kept": self.kept.result(),
             "dropped": self.dropped.result(),
-            "examples": self.examples,
+            "examples": {
+                **self.examples,
+                **{reason + NEAR_SUFFIX: rows for reason, rows in self.near.items()},
+            },
             "categories": {r: dict(c) for r, c in self.categories.items()},
             "cluster_sizes": clusters,
             "verb_object": pairs,
