@@ -3,6 +3,7 @@
     python bench/bench_semantic_tasks.py --data alpaca                       # the ~20k Alpaca-zh records
     python bench/bench_semantic_tasks.py --data /tmp/near_dups_100k.parquet  # bench/make_near_dups.py output
     python bench/bench_semantic_tasks.py --data alpaca --params '{"mode": "instruction"}' --show 20
+    python bench/bench_semantic_tasks.py --data synthetic:100000:0.02 --params '{"verify_model": "e5-small"}'
 
 Runs the stage alone (fingerprint per 10k batch, resolve, decide) with ``--params`` (recipe keys of
 ``dedup_semantic``) and prints, as JSON:
@@ -10,8 +11,10 @@ Runs the stage alone (fingerprint per 10k batch, resolve, decide) with ``--param
 * ``drops``: records dropped; ``same_input_other_instruction``: drops whose input (non-empty) is the same as its
   kept twin's (char 3-gram Jaccard >= 0.8) while the instructions differ (Jaccard < 0.5) — different tasks over
   one input, the merges the stage must not make (each is listed with ``--show``; read them);
-* on the near-dup file (ground truth ``group``): ``recall`` = drops whose kept twin is of the same group /
-  (records - groups), and ``wrong_group`` = drops whose kept twin is of another group;
+* ``synthetic:N:RATE``: bench/bench_semantic.py's records (Alpaca-zh instructions over random inputs, empty
+  outputs, ``RATE`` near-copies; ground truth = the copy family), for what the cascade costs;
+* on the near-dup file or synthetic data (ground truth ``group``): ``recall`` = drops whose kept twin is of the
+  same group / (records - groups), and ``wrong_group`` = drops whose kept twin is of another group;
 * ``fingerprint_s``, ``resolve_s``, records/s of the fingerprint step and the peak RSS.
 
 Timings are from a shared machine (2 cores for several people): compare runs made side by side.
@@ -55,6 +58,12 @@ def load(data: str, limit: int | None) -> pa.Table:
             },
             schema=CANONICAL_SCHEMA,
         )
+    elif data.startswith("synthetic:"):
+        import bench_semantic
+
+        _, size, rate = data.split(":")
+        table, root = bench_semantic.synthetic_table(int(size), float(rate), seed=0)
+        table = table.drop_columns(["_seq"]).append_column("group", pa.array(root))
     else:
         table = pq.read_table(data)
     if limit:

@@ -33,7 +33,6 @@ SCORE_BINS = 20
 """``quality_score`` bins of width 0.05 over [0, 1]."""
 EXAMPLES_PER_REASON = 5
 NEAR_THRESHOLD = 6
-NEAR_SUFFIX = " · near threshold"
 EXAMPLE_CHARS = 600
 SAMPLE_SIZE = 1000
 TEXT_FIELDS = ("system", "instruction", "input", "output")
@@ -294,10 +293,8 @@ class ReportCollector:
             "version": 1,
             "kept": self.kept.result(),
             "dropped": self.dropped.result(),
-            "examples": {
-                **self.examples,
-                **{reason + NEAR_SUFFIX: rows for reason, rows in self.near.items()},
-            },
+            "examples": self.examples,
+            "near_threshold": self.near,
             "categories": {r: dict(c) for r, c in self.categories.items()},
             "cluster_sizes": clusters,
             "verb_object": pairs,

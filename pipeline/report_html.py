@@ -191,6 +191,12 @@ def _similarity_hists(report: dict[str, Any]) -> str:
             + ", ".join(f"{_E(k)}: {v}" for k, v in counters.items() if k.startswith("rejected_by_"))
             + "</p>"
         )
+        for key, rows in report.get("near_threshold", {}).items():
+            if key.startswith(f"{s['stage']}/") and rows:
+                charts.append(
+                    f"<details><summary>{_E(key)}: 最接近阈值的合并 merges nearest the threshold ({len(rows)})"
+                    "</summary>" + "".join(_example(ex) for ex in rows) + "</details>"
+                )
     return "".join(charts)
 
 

@@ -31,9 +31,10 @@ def test_report_shows_similarity_histogram_and_near_threshold_pairs(tiny_model_d
     hist = {k: v for k, v in step["counters"].items() if k.startswith("similarity_hist.")}
     assert step["counters"]["threshold_milli"] == 780
     assert sum(hist.values()) >= step["counters"]["verified_pairs"] >= 2  # near misses are counted too
-    near = report["examples"]["dedup_semantic/duplicate_semantic · near threshold"]
+    near = report["near_threshold"]["dedup_semantic/duplicate_semantic"]
     similarities = [ex["detail"]["similarity"] for ex in near]
     assert similarities == sorted(similarities) and all(s >= 0.78 for s in similarities)
     assert all(ex["twin"]["instruction"] for ex in near)  # the kept twin is looked up for the side-by-side view
     html = render_html(report)
     assert "dedup_semantic: 候选对相似度 pair similarity (threshold 0.78)" in html
+    assert "merges nearest the threshold" in html

