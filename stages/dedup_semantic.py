@@ -1,32 +1,36 @@
-"""Semantic deduplication: drop records that say the same thing in other words.
+"""Semantic deduplication: drop records that are the same task said in other words.
 
 ``写一首关于春天的诗`` and ``创作一首描写春天的诗歌`` share meaning, not characters, so the lexical stages
-(dedup_exact, dedup_minhash) keep both. This stage embeds each record's text (by default instruction + input)
-with a sentence-transformers model, finds the similar pairs with FAISS (:mod:`stages.semantic_index`),
-verifies them and drops all but one record of each group.
+(dedup_exact, dedup_minhash) keep both. This stage embeds each record's request and answer apart
+(:mod:`stages.semantic_sides`: ``mode`` pair / instruction / output), finds the pairs whose searched text (the
+request; the answer in mode output) is similar with FAISS (:mod:`stages.semantic_index`), keeps those whose
+every side agrees too, optionally lets a verify model re-score them (the cascade), and drops all but one
+record of each group.
 
-Similarity (``similarity``): ``hybrid`` (default) is the built-in embedder's
-``w·cosine(embeddings) + (1-w)·cosine(char 1–3-gram TF-IDF)`` (:func:`stages.embedder.pair_similarity`):
-FAISS finds candidates down to the lowest embedding cosine that can still reach the threshold
-(:func:`stages.embedder.candidate_cosine`) and the hybrid verifies them. ``cosine`` uses the embeddings only
-(the usual choice for a strong model such as bge-m3). ``threshold`` applies to the chosen similarity.
+Similarity (``similarity``) of the searched text: ``cosine`` of the embeddings (the default for the built-in
+model and e5-small) or ``hybrid``, ``w·cosine + (1-w)·cosine(char 1–3-gram TF-IDF)``
+(:func:`stages.embedder.pair_similarity`; the default for other models, as before). The sides compare cosines.
 
-Threshold: unset, it is the built-in model's calibrated :data:`stages.embedder.DEFAULT_THRESHOLD` (hybrid 0.92:
-precision 0.918, recall 0.039 on the LCQMC + BQ + ATEC validation pairs pooled; LCQMC alone 0.924 / 0.114).
-Any other model or ``similarity: cosine`` needs an explicit threshold; ``zhcurate calibrate --model
-M`` measures one on labelled pairs (for the built-in model, cosine alone reaches precision 0.90 at 0.97).
+Thresholds: unset, they are the calibrated ones of the built-in model or e5-small per mode
+(:data:`stages.semantic_sides.CALIBRATED`); another model needs ``threshold`` (its sides default to it);
+``zhcurate calibrate`` measures them on labelled pairs. The search keeps pairs down to
+``threshold - REPORT_BELOW`` for the report's histogram; :meth:`SemanticDedupStage.resolve_pairs` applies the
+threshold.
 
 Shape (a :class:`~stages.base.GlobalStage`):
 
 * ``fingerprint(batch)`` embeds the batch: a :class:`SemanticFingerprint` with the normalized embedding matrix
-  (float16 by default), the n-gram TF-IDF rows (hybrid only), ``_seq``, ids and quality scores — never the
-  texts. The runner checkpoints fingerprints keyed by :meth:`SemanticDedupStage.embedding_params`, so a
-  re-run that changes only ``threshold``, the index or the clustering re-uses the embeddings.
+  of the searched text and of each side (float16 by default), the n-gram TF-IDF rows (hybrid only), ``_seq``,
+  ids and quality scores — the texts only with ``verify_model`` (the first 256 characters of the searched
+  text, which the verify model re-embeds for the records of candidate pairs). The runner checkpoints
+  fingerprints keyed by :meth:`SemanticDedupStage.embedding_params`, so a re-run that changes only
+  ``threshold``, the index or the clustering re-uses the embeddings.
 * ``resolve(fingerprints)`` searches, verifies and groups the pairs. The kept record of a group is the one
   with the highest ``quality_score``, else the earliest (``_seq``).
 * ``decide(batch, resolution)`` marks the dropped rows (shared with the other dedup stages, see
   :mod:`stages.dedup_common`): reason ``duplicate_semantic``, detail ``{"duplicate_of": <kept id>,
-  "similarity": <to the kept record>, "cosine": <embedding cosine to it>, "cluster_size": <n>}``.
+  "similarity": <to the kept record>, "cosine": <embedding cosine to it>, "cluster_size": <n>,
+  "instruction_cosine": .., "output_cosine": ..}`` (the sides of the mode).
 
 Grouping (``clustering``): ``leader`` (default) walks the records from the best to the worst; a record not yet
 dropped is kept and drops every verified neighbour not yet dropped. Every dropped record is then similar to
