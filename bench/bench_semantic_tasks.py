@@ -134,7 +134,9 @@ def main(argv: list[str] | None = None) -> int:
         out["recall"] = round(own / max(1, n - len(np.unique(group))), 4)
         out["wrong_group"] = len(drops) - own
     print(json.dumps(out, ensure_ascii=False), flush=True)
-    shown = same_input[: args.show] + [d for d in drops if d not in same_input][: args.show]
+    wrong = [d for d in drops if group is not None and group[d[0]] != group[d[1]] and d not in same_input]
+    rest = [d for d in drops if d not in same_input and d not in wrong]
+    shown = same_input[: args.show] + wrong[: args.show] + rest[: args.show]
     for a, b, info in shown:
         print(
             json.dumps(
