@@ -44,14 +44,9 @@ if str(REPO) not in sys.path:
 import alpaca_data  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 from schemas.record import CANONICAL_SCHEMA  # noqa: E402
-from stages.dedup_semantic import (  # noqa: E402
-    SemanticDedupParams,
-    SemanticDedupStage,
-    _hybrid,
-    _verify_hybrid,
-    embed_texts,
-)
+from stages.dedup_semantic import SemanticDedupParams, SemanticDedupStage  # noqa: E402
 from stages.semantic_index import SearchConfig, SparseRows, _build_index, row_dots, similar_pairs  # noqa: E402
+from stages.semantic_pairs import _hybrid, _verify_hybrid, embed_texts  # noqa: E402
 
 ALPACA = REPO / ".." / "shared" / "data" / "alpaca_zh"
 SENTENCE = re.compile(r"[^。！？\n]{6,60}[。！？]")
@@ -149,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--model", default=None, help="default: the built-in model")
     ap.add_argument("--threshold", type=float, default=None)
-    ap.add_argument("--similarity", choices=("hybrid", "cosine"), default="hybrid")
+    ap.add_argument("--similarity", choices=("hybrid", "cosine"), default=None, help="default: the model's own")
     ap.add_argument("--batch", type=int, default=10_000, help="records per fingerprint batch")
     ap.add_argument("--queries", type=int, default=5000, help="sampled queries for exact-vs-IVF recall")
     ap.add_argument("--full-flat", action="store_true", help="also time the exact search over all records")

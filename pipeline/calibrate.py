@@ -3,6 +3,8 @@
     zhcurate calibrate                          # built-in model, hybrid similarity
     zhcurate calibrate --model BAAI/bge-small-zh-v1.5 --similarity cosine
     zhcurate calibrate --pairs my_pairs.tsv --min-precision 0.95 --json out.json
+    zhcurate calibrate --model e5-small --similarity cosine --select LCQMC --limit 2000
+    zhcurate calibrate --similarity cosine --verify-model e5-small --propose 0.80 --select LCQMC --limit 2000
 
 Pair files are ``s1<TAB>s2<TAB>label`` lines, label 1 = same meaning, 0 = not (other labels are skipped).
 By default they are the LCQMC, BQ, ATEC and PAWSX validation sets in ``../shared/data/paraphrase/``.
@@ -14,6 +16,12 @@ first (dedup must not drop records that mean something else), then recall, per s
 or above ``--min-precision`` (so recall is as high as that precision allows; thresholds that predict fewer
 than 50 pairs are too noisy to count). Put it in the recipe:
 ``dedup_semantic: {model: ..., similarity: ..., threshold: <value>}``.
+
+``--verify-model e5-small --propose T`` scores the cascade (``dedup_semantic: {verify_model: e5-small,
+threshold: T}``): a pair's score is the teacher's cosine where the main model's similarity reaches ``T`` (the
+proposal), else 0. ``--limit N`` takes a seeded sample of N pairs per set (the teacher embeds ~60 texts/s;
+its vectors are cached in ``--cache-dir``). A pair of sentences stands for a pair of requests, of
+instructions or of outputs alike: the value chosen here serves each side of every ``mode``.
 
 PAWSX is reported but not selected by default: its negatives are the same words in another order (``A 与 B
 合并后成立了 C`` / ``C 由合并 A 和 B 成立``), which a bag-of-tokens model (the built-in one) cannot tell apart
@@ -36,7 +44,8 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO / ".." / "shared" / "data" / "paraphrase"
 DEFAULT_SETS = ("LCQMC", "BQ", "ATEC", "PAWSX")
 SELECTED = ("LCQMC", "BQ", "ATEC")
-GRID = np.round(np.arange(0.50, 0.995, 0.01), 2)
+GRID = np.round(np.arange(0.50, 0.9975, 0.005), 3)
+DEFAULT_CACHE = REPO / ".." / "cache" / "semantic" / "teacher"
 
 
 def read_pairs(path: Path) -> tuple[list[str], list[str], np.ndarray]:
@@ -54,18 +63,30 @@ def read_pairs(path: Path) -> tuple[list[str], list[str], np.ndarray]:
 
 
 def pair_scores(
-    model_name: str, similarity: str, left: list[str], right: list[str], device: str, batch_size: int
+    model_name: str,
+    similarity: str,
+    left: list[str],
+    right: list[str],
+    device: str,
+    batch_size: int,
+    cache_dir: Path = DEFAULT_CACHE,
 ) -> tuple[np.ndarray, float]:
     """The stage's similarity of each pair, and the texts/s the model embedded them at."""
     from stages import embedder
     from stages.dedup_semantic import _idf_for
+    from stages.teacher import E5_NAME
 
-    model = embedder.load_model(model_name, device, offline=True)
     texts = sorted(set(left) | set(right))
     start = time.perf_counter()
-    vectors = model.encode(
-        texts, batch_size=batch_size, convert_to_numpy=True, normalize_embeddings=True, show_progress_bar=False
-    )
+    if model_name == E5_NAME:  # the teacher is slow: its vectors are cached by content
+        from pipeline.distil_embedder import teacher_vectors
+
+        vectors = teacher_vectors(texts, cache_dir, threads=2)
+    else:
+        model = embedder.load_model(model_name, device, offline=True)
+        vectors = model.encode(
+            texts, batch_size=batch_size, convert_to_numpy=True, normalize_embeddings=True, show_progress_bar=False
+        )
     speed = len(texts) / (time.perf_counter() - start)
     row = {text: i for i, text in enumerate(texts)}
     emb_a = vectors[[row[t] for t in left]]
@@ -74,6 +95,16 @@ def pair_scores(
         return np.einsum("ij,ij->i", emb_a, emb_b).astype(np.float32), speed
     idf = _idf_for(model_name)
     return embedder.pair_similarity(left, right, emb_a, emb_b, idf=idf), speed
+
+
+def _sample(
+    pairs: tuple[list[str], list[str], np.ndarray], limit: int, seed: int
+) -> tuple[list[str], list[str], np.ndarray]:
+    left, right, labels = pairs
+    if len(labels) <= limit:
+        return pairs
+    rows = np.sort(np.random.default_rng(seed).choice(len(labels), size=limit, replace=False))
+    return [left[i] for i in rows], [right[i] for i in rows], labels[rows]
 
 
 def curve(scores: np.ndarray, labels: np.ndarray) -> list[dict[str, float]]:
@@ -124,6 +155,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1, mps (default cpu)")
     parser.add_argument("--batch-size", type=int, default=256, help="texts per encoding batch (default 256)")
     parser.add_argument("--json", type=Path, help="write all figures to this file")
+    parser.add_argument("--limit", type=int, help="a seeded sample of this many pairs per set")
+    parser.add_argument("--seed", type=int, default=0, help="seed of --limit's sample")
+    parser.add_argument("--verify-model", choices=("e5-small",), help="score the cascade with this teacher")
+    parser.add_argument("--propose", type=float, help="the main model's threshold that proposes (cascade)")
+    parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help="teacher vector cache")
     return parser
 
 
@@ -141,10 +177,19 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     model_name = args.model or str(embedder.DEFAULT_MODEL_DIR)
     sets = {f.parent.name if f.name.endswith(".valid.data") else f.stem: read_pairs(f) for f in files}
+    if args.limit:
+        sets = {name: _sample(pairs, args.limit, args.seed) for name, pairs in sets.items()}
     left = [s for a, _, _ in sets.values() for s in a]
     right = [s for _, b, _ in sets.values() for s in b]
+    if args.verify_model and args.propose is None:
+        print("--verify-model needs --propose (the main model's threshold in the cascade)", file=sys.stderr)
+        return 2
     try:
         scores, speed = pair_scores(model_name, args.similarity, left, right, args.device, args.batch_size)
+        if args.verify_model:
+            teacher, _ = pair_scores(args.verify_model, "cosine", left, right, args.device, 64, args.cache_dir)
+            scores = np.where(scores >= args.propose, teacher, 0.0).astype(np.float32)
+            model_name = f"{model_name} >= {args.propose} -> {args.verify_model}"
     except ConfigError as error:
         print(str(error), file=sys.stderr)
         return 2
@@ -164,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"pooled = {' + '.join(chosen_sets)}; each cell is precision/recall")
     print(f"{'threshold':>9} " + " ".join(f"{name + ' P/R':>15}" for name in curves))
     for i, t in enumerate(GRID):
-        if i % 2 and not (chosen and chosen["threshold"] == t):
+        if i % 4 and not (chosen and chosen["threshold"] == t):
             continue
         cells = " ".join(f"{c[i]['precision']:>7.3f}/{c[i]['recall']:.3f}" for c in curves.values())
         print(f"{t:>9.2f} {cells}")

@@ -9,7 +9,9 @@ that ``--resume`` keeps it. Everything here is small and bounded whatever the in
   (``safety_refusal``) by request category (``safety_request_category``), safety categories and signals of the
   drops (``detail.category``, ``detail.signal``), duplicate cluster sizes (``detail.cluster_size``);
 * a histogram of ``safety_score`` (kept: the column; dropped: ``detail.safety_score``);
-* the first :data:`EXAMPLES_PER_REASON` dropped records of each reason (texts cut to :data:`EXAMPLE_CHARS`);
+* the first :data:`EXAMPLES_PER_REASON` dropped records of each reason (texts cut to :data:`EXAMPLE_CHARS`),
+  and for duplicates with a ``similarity`` the :data:`NEAR_THRESHOLD` drops of lowest similarity (the pairs
+  that raising the threshold would keep);
 * a sample of :data:`SAMPLE_SIZE` kept instructions, chosen by the smallest hash of ``_seq`` (the same records
   are chosen at every step where they survive), reduced to leading verb–object pairs when the step ends.
 """
@@ -32,6 +34,7 @@ LENGTH_EDGES: tuple[int, ...] = (0, 1, 10, 20, 50, 100, 200, 500, 1000, 2000, 50
 SCORE_BINS = 20
 """``quality_score`` bins of width 0.05 over [0, 1]."""
 EXAMPLES_PER_REASON = 5
+NEAR_THRESHOLD = 6
 EXAMPLE_CHARS = 600
 SAMPLE_SIZE = 1000
 TEXT_FIELDS = ("system", "instruction", "input", "output")
@@ -153,6 +156,7 @@ class ReportCollector:
         self.detectors: dict[str, Counter[str]] = {}  # reason -> detail.detector counts (lexicon, classifier …)
         self.by_source: dict[str, Counter[str]] = {}  # input file -> reason -> dropped records
         self.kept_by_source: Counter[str] = Counter()  # input file -> kept records (read and final only)
+        self.near: dict[str, list[dict[str, Any]]] = {}  # per reason: lowest-similarity drops, ascending
         self.sample_size = sample_size
         self.examples_per_reason = examples_per_reason
         self._sample_keys = np.empty(0, dtype=np.uint64)
@@ -191,10 +195,17 @@ class ReportCollector:
         want = [i for i, r in enumerate(reasons) if len(self.examples.get(r, ())) < self.examples_per_reason]
         parsed: dict[int, dict[str, Any]] = {}
         wanted = set(want)
+        near: list[int] = []
         for i, (reason, text) in enumerate(zip(reasons, details)):
             if i in wanted or (text and ('"categor' in text or '"cluster_size"' in text or '"detector"' in text)):
                 parsed[i] = _parse(text)
                 self._count_detail(reason, parsed[i])
+                if isinstance(parsed[i].get("similarity"), (int, float)) and self._is_near(reason, parsed[i]):
+                    near.append(i)
+        if near:
+            rows = table.take(pa.array(near, pa.int64())).select(self._example_columns(table)).to_pylist()
+            for i, row in zip(near, rows):
+                self._add_near(reasons[i], [self._example(row, parsed[i])])
         if want:
             rows = (
                 table.take(pa.array(want, pa.int64()))
@@ -214,6 +225,29 @@ class ReportCollector:
                         "detail": parsed[i],
                     }
                 )
+
+    @staticmethod
+    def _example_columns(table: pa.Table) -> list[str]:
+        return [c for c in ("id", "source", *TEXT_FIELDS, "history") if c in table.column_names]
+
+    @staticmethod
+    def _example(row: dict[str, Any], detail: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "id": row.get("id"),
+            "source": row.get("source"),
+            **{f: _cut(row.get(f)) for f in TEXT_FIELDS},
+            "history_turns": len(row.get("history") or []),
+            "detail": detail,
+        }
+
+    def _is_near(self, reason: str, detail: dict[str, Any]) -> bool:
+        bucket = self.near.get(reason, [])
+        return len(bucket) < NEAR_THRESHOLD or detail["similarity"] < bucket[-1]["detail"]["similarity"]
+
+    def _add_near(self, reason: str, rows: list[dict[str, Any]]) -> None:
+        bucket = self.near.get(reason, []) + rows
+        bucket.sort(key=lambda ex: ex["detail"]["similarity"])  # stable: ties keep input order
+        self.near[reason] = bucket[:NEAR_THRESHOLD]
 
     def _count_detail(self, reason: str, detail: dict[str, Any]) -> None:
         cats = detail.get("category", detail.get("categories"))
@@ -251,6 +285,8 @@ class ReportCollector:
         for source, counter in other.by_source.items():
             self.by_source.setdefault(source, Counter()).update(counter)
         self.kept_by_source.update(other.kept_by_source)
+        for reason, rows in other.near.items():
+            self._add_near(reason, rows)
         if len(other._sample_keys):
             self._keep_smallest(other._sample_keys, other._sample_text)
         self.seconds += other.seconds
@@ -300,6 +336,7 @@ class ReportCollector:
             "kept": self.kept.result(),
             "dropped": self.dropped.result(),
             "examples": self.examples,
+            "near_threshold": self.near,
             "categories": {r: dict(c) for r, c in self.categories.items()},
             "signals": {r: dict(c) for r, c in self.signals.items()},
             "cluster_sizes": clusters,

