@@ -66,11 +66,12 @@ ALPACA = [
         "input": "",
         "output": "长城始建于春秋战国时期,秦朝统一六国后将各国长城连接起来。明朝对长城进行了大规模的修筑，今天我们看到的大部分长城都是明长城。",
     },
-    # semantic duplicate of the first record: the same request worded differently, answered with another poem
+    # semantic duplicate of the first record: the same request worded differently, answered with the same poem
+    # reworded (too different for MinHash; the same task, so dedup_semantic's pair mode merges it)
     {
         "instruction": "写一首关于春天的诗歌",
         "input": "",
-        "output": "冰雪消融溪水欢，\n青山如黛草如烟。\n农人早起耕田去，\n一片新绿到天边。",
+        "output": "春风吹拂柳丝长，\n燕子飞回筑新房。\n桃花含笑迎朝阳，\n细雨无声润四方。",
     },
     # safety: harmful answer (dropped) and a harmful request answered with a refusal (kept)
     {
