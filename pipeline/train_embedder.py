@@ -42,30 +42,17 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from pipeline.errors import ConfigError
+from pipeline.static_model import bag_batch, read_json_lenient, save_model, token_bags, train_tokenizer
 
 if TYPE_CHECKING:
-    import torch
     from tokenizers import Tokenizer
 
 log = logging.getLogger("zhcurate.train_embedder")
 
 _CJK = re.compile(r"[\u3400-\u9fff]")
-_TRAILING_COMMA = re.compile(r",\s*([\]}])")
 ALPACA_FIELDS = ("instruction", "input", "output")
 MAX_ZH_CHARS = 200  # the teacher reads at most 128 word pieces (~200 Chinese characters' worth)
 TEACHER_MAX_TOKENS = 128
-
-
-def _read_json_lenient(path: Path) -> list[dict[str, str]]:
-    """Read a JSON array; tolerate the trailing commas some translated Alpaca files have."""
-    text = path.read_text(encoding="utf-8-sig")
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError:
-        data = json.loads(_TRAILING_COMMA.sub(r"\1", text))
-    if not isinstance(data, list):
-        raise ConfigError(f"{path}: expected a JSON array of Alpaca records")
-    return data
 
 
 def _alpaca_file(directory: Path, span: str) -> Path:
@@ -87,8 +74,8 @@ def load_alpaca_pairs(zh_dir: Path, en_dir: Path, alignment: Path) -> list[tuple
             by_span.setdefault(row["range"], []).append((int(row["zh_row"]), int(row["en_row"])))
     pairs: list[tuple[str, str]] = []
     for span, rows in sorted(by_span.items()):
-        zh_records = _read_json_lenient(_alpaca_file(zh_dir, span))
-        en_records = _read_json_lenient(_alpaca_file(en_dir, span))
+        zh_records = read_json_lenient(_alpaca_file(zh_dir, span))
+        en_records = read_json_lenient(_alpaca_file(en_dir, span))
         for zh_row, en_row in rows:
             if zh_row >= len(zh_records) or en_row >= len(en_records):
                 raise ConfigError(f"{alignment}: row {zh_row}/{en_row} is outside the files of range {span}")
@@ -158,41 +145,6 @@ def dedupe_pairs(pairs: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
     return list(dict.fromkeys((en, zh[:MAX_ZH_CHARS]) for en, zh in pairs))
 
 
-def train_tokenizer(texts: Iterable[str], vocab_size: int) -> Tokenizer:
-    """A Unigram vocabulary over the training text; every character seen in training stays in it, so a word
-    never seen whole still falls back to its characters."""
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
-
-    tokenizer = Tokenizer(models.Unigram())
-    tokenizer.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
-    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
-        [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation(), pre_tokenizers.Digits()]
-    )
-    trainer = trainers.UnigramTrainer(
-        vocab_size=vocab_size, special_tokens=["[UNK]"], unk_token="[UNK]", max_piece_length=8
-    )
-    tokenizer.train_from_iterator(texts, trainer=trainer)
-    return tokenizer
-
-
-def _bags(tokenizer: Tokenizer, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Token ids of all texts, flat, and each text's start offset (an empty text gets the [UNK] id)."""
-    ids = [enc.ids or [0] for enc in tokenizer.encode_batch(list(texts), add_special_tokens=False)]
-    lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
-    flat = np.fromiter((t for x in ids for t in x), dtype=np.int64, count=int(lengths.sum()))
-    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-    return flat, np.stack([starts, lengths], axis=1)
-
-
-def _batch(flat: np.ndarray, spans: np.ndarray, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-    import torch
-
-    picked = spans[rows]
-    ids = np.concatenate([flat[s : s + n] for s, n in picked])
-    offsets = np.concatenate([[0], np.cumsum(picked[:, 1])[:-1]])
-    return torch.from_numpy(ids), torch.from_numpy(offsets)
-
-
 def train_student(
     tokenizer: Tokenizer,
     zh: Sequence[str],
@@ -218,8 +170,8 @@ def train_student(
     order = rng.permutation(len(zh))
     n_dev = max(1, int(len(zh) * heldout)) if heldout > 0 else 0
     dev, train = order[:n_dev], order[n_dev:]
-    zh_flat, zh_spans = _bags(tokenizer, zh)
-    en_flat, en_spans = _bags(tokenizer, en)
+    zh_flat, zh_spans = token_bags(tokenizer, zh)
+    en_flat, en_spans = token_bags(tokenizer, en)
     target = torch.from_numpy(targets)
     bag = torch.nn.EmbeddingBag(tokenizer.get_vocab_size(), dim, mode="mean")
     torch.nn.init.zeros_(bag.weight)
@@ -230,8 +182,8 @@ def train_student(
         for start in range(0, len(train), batch_size):
             rows = train[start : start + batch_size]
             t = target[rows]
-            loss = torch.nn.functional.mse_loss(bag(*_batch(zh_flat, zh_spans, rows)), t)
-            loss = loss + torch.nn.functional.mse_loss(bag(*_batch(en_flat, en_spans, rows)), t)
+            loss = torch.nn.functional.mse_loss(bag(*bag_batch(zh_flat, zh_spans, rows)), t)
+            loss = loss + torch.nn.functional.mse_loss(bag(*bag_batch(en_flat, en_spans, rows)), t)
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
@@ -240,23 +192,13 @@ def train_student(
     figures: dict[str, float] = {}
     if n_dev:
         with torch.no_grad():
-            s = bag(*_batch(zh_flat, zh_spans, dev))
+            s = bag(*bag_batch(zh_flat, zh_spans, dev))
             t = target[dev]
             figures["heldout_mse_zh"] = float(torch.nn.functional.mse_loss(s, t))
             sims = torch.nn.functional.normalize(s, dim=1) @ t.T
             figures["heldout_zh_en_top1"] = float((sims.argmax(1) == torch.arange(len(dev))).float().mean())
             figures["heldout_pairs"] = float(len(dev))
     return bag.weight.detach().numpy().copy(), figures
-
-
-def save_model(tokenizer: Tokenizer, weights: np.ndarray, out: Path) -> None:
-    """A sentence-transformers directory: StaticEmbedding (float16 weights) + Normalize."""
-    import torch
-    from sentence_transformers import SentenceTransformer
-    from sentence_transformers.sentence_transformer.modules import Normalize, StaticEmbedding
-
-    static = StaticEmbedding(tokenizer, embedding_weights=torch.from_numpy(weights).to(torch.float16))
-    SentenceTransformer(modules=[static, Normalize()], device="cpu").save(str(out))
 
 
 def build_parser() -> argparse.ArgumentParser:
