@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+
 from pipeline.sources import FileInfo, container_of, iter_units
+from schemas.record import CANONICAL_SCHEMA
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "alpaca_zh"
 
@@ -22,3 +26,20 @@ def load_alpaca(folder: Path = DATA) -> list[dict[str, str]]:
     for path in sorted(folder.glob("*.json")):
         rows += [{k: str(r.get(k) or "") for k in ("instruction", "input", "output")} for r in read_alpaca_file(path)]
     return rows
+
+
+def canonical_table(name: str, instruction: Sequence[str], input_: Sequence[str], output: Sequence[str]) -> pa.Table:
+    """Single-turn records in the canonical schema, ids ``<name>#<row>``."""
+    n = len(instruction)
+    return pa.Table.from_pydict(
+        {
+            "id": [f"{name}#{i}" for i in range(n)],
+            "source": [name] * n,
+            "system": [""] * n,
+            "instruction": list(instruction),
+            "input": list(input_),
+            "output": list(output),
+            "history": [[] for _ in range(n)],
+        },
+        schema=CANONICAL_SCHEMA,
+    )

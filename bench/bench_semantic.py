@@ -43,7 +43,6 @@ if str(REPO) not in sys.path:
 
 import alpaca_data  # noqa: E402  (bench/ is on sys.path when run as a script)
 
-from schemas.record import CANONICAL_SCHEMA  # noqa: E402
 from stages.dedup_semantic import SemanticDedupParams, SemanticDedupStage  # noqa: E402
 from stages.semantic_index import SearchConfig, SparseRows, _build_index, row_dots, similar_pairs  # noqa: E402
 from stages.semantic_pairs import _hybrid, _verify_hybrid, embed_texts  # noqa: E402
@@ -107,18 +106,7 @@ def synthetic_table(size: int, dup_rate: float, seed: int) -> tuple[pa.Table, np
             a, b = rng.choice(instructions), rng.choice(sentences) + rng.choice(sentences)
         inst.append(a)
         inp.append(b)
-    table = pa.Table.from_pydict(
-        {
-            "id": [f"synthetic#{i}" for i in range(size)],
-            "source": ["synthetic"] * size,
-            "system": [""] * size,
-            "instruction": inst,
-            "input": inp,
-            "output": [""] * size,
-            "history": [[] for _ in range(size)],
-        },
-        schema=CANONICAL_SCHEMA,
-    )
+    table = alpaca_data.canonical_table("synthetic", inst, inp, [""] * size)
     return table.append_column("_seq", pa.array(np.arange(size, dtype=np.int64))), root
 
 

@@ -24,7 +24,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import alpaca_data
 
-from schemas.record import CANONICAL_SCHEMA
 from stages.dedup_semantic import SemanticDedupParams, SemanticDedupStage
 from stages.embedder import DEFAULT_MODEL_DIR, load_model
 
@@ -46,17 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     rows = alpaca_data.load_alpaca()[: args.records]
     n = len(rows)
-    table = pa.Table.from_pydict(
-        {
-            "id": [f"a#{i}" for i in range(n)],
-            "source": ["a"] * n,
-            "system": [""] * n,
-            "instruction": [r["instruction"] for r in rows],
-            "input": [r["input"] for r in rows],
-            "output": [r["output"] for r in rows],
-            "history": [[] for _ in range(n)],
-        },
-        schema=CANONICAL_SCHEMA,
+    table = alpaca_data.canonical_table(
+        "a", [r["instruction"] for r in rows], [r["input"] for r in rows], [r["output"] for r in rows]
     ).append_column("_seq", pa.array(np.arange(n), pa.int64()))
     requests = ["\n".join(p for p in (r["instruction"], r["input"]) if p) for r in rows]
     for model_dir in args.models:

@@ -38,25 +38,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import alpaca_data
 
-from schemas.record import CANONICAL_SCHEMA
 from stages.dedup_semantic import SemanticDedupParams, SemanticDedupStage
 
 
 def load(data: str, limit: int | None) -> pa.Table:
     if data == "alpaca":
         rows = alpaca_data.load_alpaca()
-        n = len(rows)
-        table = pa.Table.from_pydict(
-            {
-                "id": [f"alpaca#{i}" for i in range(n)],
-                "source": ["alpaca"] * n,
-                "system": [""] * n,
-                "instruction": [r["instruction"] for r in rows],
-                "input": [r["input"] for r in rows],
-                "output": [r["output"] for r in rows],
-                "history": [[] for _ in range(n)],
-            },
-            schema=CANONICAL_SCHEMA,
+        table = alpaca_data.canonical_table(
+            "alpaca", [r["instruction"] for r in rows], [r["input"] for r in rows], [r["output"] for r in rows]
         )
     elif data.startswith("synthetic:"):
         import bench_semantic

@@ -40,7 +40,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import alpaca_data
 
-from schemas.record import CANONICAL_SCHEMA
 from stages.dedup_common import record_text
 from stages.minhash_kernel import band_hashes, minhash_signatures
 
@@ -147,17 +146,8 @@ def to_table(
     rates: list[float] | None = None,
 ) -> pa.Table:
     n = len(rows)
-    table = pa.Table.from_pydict(
-        {
-            "id": [f"{name}#{i}" for i in range(n)],
-            "source": [name] * n,
-            "system": [""] * n,
-            "instruction": [r["instruction"] for r in rows],
-            "input": [r["input"] for r in rows],
-            "output": [r["output"] for r in rows],
-            "history": [[] for _ in range(n)],
-        },
-        schema=CANONICAL_SCHEMA,
+    table = alpaca_data.canonical_table(
+        name, [r["instruction"] for r in rows], [r["input"] for r in rows], [r["output"] for r in rows]
     )
     table = table.append_column("group", pa.array(groups, pa.int64()))
     table = table.append_column("perturbation", pa.array(kinds, pa.string()))
