@@ -20,6 +20,7 @@ import random
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -57,22 +58,32 @@ def perturb(text: str, rng: random.Random) -> str:
     return "".join(chars)
 
 
-def make_input(folder: Path, copies: int, seed: int) -> int:
-    """Write the replicated, perturbed records as JSONL files (one per copy); returns the record count."""
+def perturbed_copies(copies: int, seed: int) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(copy number, record) for every Alpaca-zh record ``copies`` times; copies after the first are perturbed."""
     records: list[dict[str, Any]] = []
     for path in sorted(ALPACA_ZH.glob("*.json")):
         records += alpaca_data.read_alpaca_file(path)
     rng = random.Random(seed)
-    n = 0
     for copy in range(copies):
-        with open(folder / f"copy{copy}.jsonl", "w", encoding="utf-8") as f:
-            for r in records:
-                out = {k: r.get(k, "") for k in ("instruction", "input", "output")}
-                if copy:
-                    out["instruction"] = perturb(out["instruction"], rng)
-                    out["output"] = perturb(out["output"], rng)
-                f.write(json.dumps(out, ensure_ascii=False) + "\n")
-                n += 1
+        for r in records:
+            out = {k: r.get(k, "") for k in ("instruction", "input", "output")}
+            if copy:
+                out["instruction"] = perturb(out["instruction"], rng)
+                out["output"] = perturb(out["output"], rng)
+            yield copy, out
+
+
+def make_input(folder: Path, copies: int, seed: int) -> int:
+    """Write the replicated, perturbed records as JSONL files (one per copy); returns the record count."""
+    files = [open(folder / f"copy{c}.jsonl", "w", encoding="utf-8") for c in range(copies)]
+    n = 0
+    try:
+        for copy, out in perturbed_copies(copies, seed):
+            files[copy].write(json.dumps(out, ensure_ascii=False) + "\n")
+            n += 1
+    finally:
+        for f in files:
+            f.close()
     return n
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import sys
 from pathlib import Path
 
@@ -25,24 +24,14 @@ sys.path.insert(0, str(ROOT))
 
 
 def make(out: Path, copies: int, seed: int) -> int:
-    import alpaca_data
-    from bench_ray import ALPACA_ZH, perturb
+    from bench_ray import perturbed_copies
 
-    records = []
-    for path in sorted(ALPACA_ZH.glob("*.json")):
-        records += alpaca_data.read_alpaca_file(path)
-    rng = random.Random(seed)
     out.mkdir(parents=True, exist_ok=True)
     n = 0
     with open(out / "all.jsonl", "w", encoding="utf-8") as f:
-        for copy in range(copies):
-            for r in records:
-                rec = {k: r.get(k, "") for k in ("instruction", "input", "output")}
-                if copy:
-                    rec["instruction"] = perturb(rec["instruction"], rng)
-                    rec["output"] = perturb(rec["output"], rng)
-                f.write(json.dumps(rec, ensure_ascii=False) + "\n")
-                n += 1
+        for _, rec in perturbed_copies(copies, seed):
+            f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+            n += 1
     return n
 
 
