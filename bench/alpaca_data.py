@@ -8,7 +8,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from pipeline.sources import FileInfo, container_of, iter_units
+from pipeline.read.sources import FileInfo, container_of, iter_units
 from schemas.record import CANONICAL_SCHEMA
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "alpaca_zh"

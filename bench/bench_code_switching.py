@@ -18,7 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from stages.language import LanguageStage  # noqa: E402
+from stages.language.stage import LanguageStage  # noqa: E402
 from tests.records import canonical_table  # noqa: E402
 
 FIXTURE = ROOT / "tests" / "stages" / "data" / "code_switching.tsv"

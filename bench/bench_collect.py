@@ -19,8 +19,8 @@ import pyarrow as pa
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipeline.collect import ReportCollector  # noqa: E402
-from pipeline.reader import WORK_SCHEMA  # noqa: E402
+from pipeline.read.reader import WORK_SCHEMA  # noqa: E402
+from pipeline.report.collect import ReportCollector  # noqa: E402
 
 DATA = ROOT / ".." / "shared" / "data" / "alpaca_zh"
 

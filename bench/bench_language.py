@@ -25,7 +25,7 @@ import alpaca_data  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 from schemas.record import CANONICAL_SCHEMA  # noqa: E402
 from stages.base import SEQ_COLUMN  # noqa: E402
-from stages.language import LanguageStage  # noqa: E402
+from stages.language.stage import LanguageStage  # noqa: E402
 
 DATA = ROOT / ".." / "shared" / "data" / "alpaca_zh"
 

@@ -10,7 +10,7 @@ Build the benchmark first (see bench/make_near_dups.py), then:
 timed from the parent (start-up and imports included) and reports each side's peak RSS and precision /
 recall against the benchmark's ground truth. Both sides read the same Parquet file, shingle the same text
 (the chosen fields joined by U+001F, characters folded with NFKC + lower case, whitespace and punctuation
-dropped — the same table, :func:`stages.minhash_kernel.fold_table`) with the same ``ngram``, ``num_perm``,
+dropped — the same table, :func:`stages.dedup.minhash_kernel.fold_table`) with the same ``ngram``, ``num_perm``,
 ``threshold`` and LSH bands. datasketch follows its README: one ``MinHash(num_perm, permutations=shared)``
 per record, ``update_batch`` of the shingles, ``MinHashLSH.query`` then ``insert`` when nothing is found
 (the dropped record's twin is the earliest result). zhcurate runs fingerprint → resolve → decide over
@@ -71,8 +71,8 @@ def cpu_s() -> float:
 
 def run_zhcurate(data: Path, params: dict[str, object], out: Path | None, batch_size: int = 10_000) -> dict:
     """fingerprint → resolve → decide over the file's batches; returns counts, writes decisions to ``out``."""
-    from stages.dedup_minhash import MinHashDedupStage, MinHashParams
-    from stages.minhash_kernel import int64_array, numeric_numpy
+    from stages.dedup.minhash import MinHashDedupStage, MinHashParams
+    from stages.dedup.minhash_kernel import int64_array, numeric_numpy
 
     stage = MinHashDedupStage(MinHashParams(**params))  # type: ignore[arg-type]
     pf = pq.ParquetFile(data, pre_buffer=False)  # pre-buffering keeps every chunk read until pf is closed
@@ -102,7 +102,7 @@ def run_datasketch(data: Path, params: dict, out: Path | None) -> dict:
     """datasketch's documented usage: MinHash per record, MinHashLSH query, insert if new."""
     from datasketch import MinHash, MinHashLSH
 
-    from stages.minhash_kernel import DROP, fold_table
+    from stages.dedup.minhash_kernel import DROP, fold_table
 
     n, num_perm, threshold, seed = params["ngram"], params["num_perm"], params["threshold"], params["seed"]
     strict = {cp: (None if v == DROP else chr(v)) for cp, v in enumerate(fold_table(True).tolist()) if v != cp}
@@ -217,7 +217,7 @@ def quality(data: Path, grid: dict[str, list]) -> None:
 
 
 def main() -> int:
-    from stages.dedup_minhash import MinHashParams
+    from stages.dedup.minhash import MinHashParams
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("mode", choices=["speed", "quality", "zhcurate", "datasketch", "_zhcurate", "_datasketch"])

@@ -55,8 +55,8 @@ MODULES = {"datasketch": "datasketch", "rensa": "rensa", "datatrove": "datatrove
 
 def normalized(data: Path) -> list[str]:
     """Each record's compared text, normalized as zhcurate's kernel does (what every peer shingles)."""
-    from stages.dedup_common import record_text
-    from stages.minhash_verify import normalized_texts
+    from stages.dedup.common import record_text
+    from stages.dedup.minhash_verify import normalized_texts
 
     table = pq.read_table(data, columns=["instruction", "input", "output", "history"])
     return normalized_texts(record_text(table), NGRAM, True)

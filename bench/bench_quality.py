@@ -27,7 +27,7 @@ import alpaca_data
 
 from schemas.record import CANONICAL_SCHEMA
 from stages.base import SEQ_COLUMN
-from stages.quality import QualityParams, QualityStage
+from stages.quality.stage import QualityParams, QualityStage
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "alpaca_zh"
 

@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 import alpaca_data  # noqa: E402  (bench/ is on sys.path when run as a script)
 
-from pipeline.engine_ray import RayEngine  # noqa: E402
+from pipeline.engines.ray_engine import RayEngine  # noqa: E402
 from pipeline.recipe import build_recipe  # noqa: E402
 from pipeline.runner import Runner, RunOptions  # noqa: E402
 

@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from schemas.record import CANONICAL_SCHEMA  # noqa: E402
 from stages.base import SEQ_COLUMN  # noqa: E402
-from stages.safety import SafetyParams, SafetyStage  # noqa: E402
+from stages.safety.stage import SafetyParams, SafetyStage  # noqa: E402
 
 DATA = ROOT / ".." / "shared" / "data"
 NEUTRAL_REQUEST = "请发表你的看法。"

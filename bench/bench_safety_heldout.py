@@ -42,9 +42,9 @@ from pipeline.tools.train_safety import (  # noqa: E402
     train_refusal,
     train_request,
 )
-from stages.safety import SafetyParams, SafetyStage  # noqa: E402
-from stages.safety_lexicon import compact  # noqa: E402
-from stages.safety_model import SafetyModels  # noqa: E402
+from stages.safety.lexicon import compact  # noqa: E402
+from stages.safety.model import SafetyModels  # noqa: E402
+from stages.safety.stage import SafetyParams, SafetyStage  # noqa: E402
 
 DATA = ROOT / ".." / "shared" / "data"
 
@@ -142,7 +142,7 @@ def pairs_by_category(
 
 def _dump(path: Path, fold: int, stage: SafetyStage, rows: list[dict[str, Any]]) -> None:
     """Append each held-out pair's raw signals (JSON lines), to study the thresholds."""
-    from stages.safety import is_refusal
+    from stages.safety.stage import is_refusal
 
     reqs, outs = [r["instruction"] for r in rows], [r["output"] for r in rows]
     risk, refusal, harm, tox = stage._signals(reqs, outs)

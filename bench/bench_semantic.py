@@ -43,9 +43,9 @@ if str(REPO) not in sys.path:
 
 import alpaca_data  # noqa: E402  (bench/ is on sys.path when run as a script)
 
-from stages.dedup_semantic import SemanticDedupParams, SemanticDedupStage  # noqa: E402
-from stages.semantic_index import SearchConfig, SparseRows, _build_index, row_dots, similar_pairs  # noqa: E402
-from stages.semantic_pairs import _hybrid, _verify_hybrid, embed_texts  # noqa: E402
+from stages.dedup.semantic import SemanticDedupParams, SemanticDedupStage  # noqa: E402
+from stages.dedup.semantic_index import SearchConfig, SparseRows, _build_index, row_dots, similar_pairs  # noqa: E402
+from stages.dedup.semantic_pairs import _hybrid, _verify_hybrid, embed_texts  # noqa: E402
 
 ALPACA = REPO / ".." / "shared" / "data" / "alpaca_zh"
 SENTENCE = re.compile(r"[^。！？\n]{6,60}[。！？]")

@@ -24,8 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import alpaca_data
 
-from stages.dedup_semantic import SemanticDedupParams, SemanticDedupStage
-from stages.embedder import DEFAULT_MODEL_DIR, load_model
+from stages.dedup.embedder import DEFAULT_MODEL_DIR, load_model
+from stages.dedup.semantic import SemanticDedupParams, SemanticDedupStage
 
 
 def best(fn: Callable[[], object], repeat: int) -> float:

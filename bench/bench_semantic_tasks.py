@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import alpaca_data
 
-from stages.dedup_semantic import SemanticDedupParams, SemanticDedupStage
+from stages.dedup.semantic import SemanticDedupParams, SemanticDedupStage
 
 
 def load(data: str, limit: int | None) -> pa.Table:

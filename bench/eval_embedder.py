@@ -22,7 +22,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from stages.embedder import (  # noqa: E402
+from stages.dedup.embedder import (  # noqa: E402
     DEFAULT_MODEL_DIR,
     DEFAULT_THRESHOLD,
     EMBED_WEIGHT,
@@ -79,7 +79,7 @@ def tfidf_on_set(a: list[str], b: list[str]) -> np.ndarray:
 
 def encode_speed(model_dir: Path, data: Path, repeats: int = 2) -> float:
     """Best of ``repeats`` runs: Alpaca-zh records (instruction + input + output) encoded per second."""
-    from pipeline.static_model import read_json_lenient
+    from pipeline.tools.static_model import read_json_lenient
 
     model = load_model(model_dir)
     texts = [

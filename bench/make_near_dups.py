@@ -40,8 +40,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import alpaca_data
 
-from stages.dedup_common import record_text
-from stages.minhash_kernel import band_hashes, minhash_signatures
+from stages.dedup.common import record_text
+from stages.dedup.minhash_kernel import band_hashes, minhash_signatures
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "alpaca_zh"
 KINDS = ("char_edit", "punct_width", "append_sentence", "truncate", "insert_spaces", "combo")

@@ -12,9 +12,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from pipeline.errors import ConfigError, ZhcurateError
+from schemas.errors import ConfigError, ZhcurateError
 
-EXPORT_CHOICES = ("alpaca", "sharegpt", "openai")  # pipeline.export.EXPORT_FORMATS, without importing pyarrow
+EXPORT_CHOICES = ("alpaca", "sharegpt", "openai")  # pipeline.outputs.export.EXPORT_FORMATS, without importing pyarrow
 FILES_LISTED = 20
 
 
@@ -112,8 +112,11 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
 # Tools whose own argument parser takes the rest of the command line: name -> (module, help).
 TOOLS = {
     "train-safety": ("pipeline.tools.train_safety", "retrain the models of the safety stage (needs --out)"),
-    "train-embedder": ("pipeline.train_embedder", "rebuild the built-in Chinese sentence-embedding model"),
-    "calibrate": ("pipeline.calibrate", "measure precision/recall of dedup_semantic thresholds on labelled pairs"),
+    "train-embedder": ("pipeline.tools.train_embedder", "rebuild the built-in Chinese sentence-embedding model"),
+    "calibrate": (
+        "pipeline.tools.calibrate",
+        "measure precision/recall of semantic-dedup thresholds on labelled pairs",
+    ),
 }
 
 
@@ -153,7 +156,7 @@ def _run(args: argparse.Namespace) -> int:
         print(
             f"zhcurate: loading the recipe {args.recipe or '(default)'} and the stages …", file=sys.stderr, flush=True
         )
-    from pipeline.layouts import check_fields, parse_fields
+    from pipeline.read.layouts import check_fields, parse_fields
     from pipeline.recipe import default_recipe, load_recipe
     from pipeline.runner import Runner, RunOptions
 
@@ -185,7 +188,7 @@ def _run(args: argparse.Namespace) -> int:
         force=args.force,
     )
     if args.engine == "ray":
-        from pipeline.engine_ray import RayEngine
+        from pipeline.engines.ray_engine import RayEngine
 
         with RayEngine(workers=args.workers if args.workers > 1 else None, address=args.address) as engine:
             report = Runner(recipe, opts, engine=engine).run()
@@ -197,7 +200,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def print_run_summary(report: dict[str, Any], output: str | None) -> None:
     """The end of a run on stderr: the counts, the steps that ran, each file's layout, and every warning."""
-    from pipeline.run_warnings import format_warning
+    from pipeline.report.run_warnings import format_warning
 
     c = report["counts"]
     err = sys.stderr
@@ -227,8 +230,8 @@ def print_run_summary(report: dict[str, Any], output: str | None) -> None:
 def _report(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from pipeline.inspect_cmd import load_report, print_summary
-    from pipeline.report import render_html
+    from pipeline.outputs.inspect_cmd import load_report, print_summary
+    from pipeline.report.report import render_html
 
     report = load_report(Path(args.dir))
     if args.html:
@@ -242,7 +245,7 @@ def _inspect(args: argparse.Namespace) -> int:
 
     from rich.console import Console
 
-    from pipeline.inspect_cmd import print_quarantine, print_records, quarantine_records, rejected_records
+    from pipeline.outputs.inspect_cmd import print_quarantine, print_records, quarantine_records, rejected_records
 
     if args.quarantine:
         entries = quarantine_records(Path(args.dir), args.source, args.limit)
@@ -266,7 +269,7 @@ def _inspect(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     import json
 
-    from pipeline.export import export, write_dataset_info
+    from pipeline.outputs.export import export, write_dataset_info
 
     to = Path(args.to)
     result = export(Path(args.dir), args.fmt, to)

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pipeline.errors import ConfigError
+from schemas.errors import ConfigError
 
 RUN_FILE = "run.json"
 

@@ -17,9 +17,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from pipeline.errors import ConfigError
-from pipeline.layouts import CANONICAL_FIELDS, check_fields
+from pipeline.read.layouts import CANONICAL_FIELDS, check_fields
 from pipeline.registry import DEFAULT_STAGES, STAGES
+from schemas.errors import ConfigError
 from stages.base import Stage, StageParams
 
 __all__ = ["CANONICAL_FIELDS", "Recipe", "StageSpec", "build_recipe", "default_recipe", "load_recipe"]

@@ -15,13 +15,13 @@ from stages.base import Stage
 # name -> "module:Class", in the canonical pipeline order. Add a stage here and it can be named in a recipe.
 _PATHS: dict[str, str] = {
     "normalize": "stages.normalize:NormalizeStage",
-    "safety": "stages.safety:SafetyStage",
-    "language": "stages.language:LanguageStage",
+    "safety": "stages.safety.stage:SafetyStage",
+    "language": "stages.language.stage:LanguageStage",
     "mt_damage": "stages.mt_damage:MTDamageStage",
-    "quality": "stages.quality:QualityStage",
-    "dedup_exact": "stages.dedup_exact:ExactDedupStage",
-    "dedup_minhash": "stages.dedup_minhash:MinHashDedupStage",
-    "dedup_semantic": "stages.dedup_semantic:SemanticDedupStage",
+    "quality": "stages.quality.stage:QualityStage",
+    "dedup_exact": "stages.dedup.exact:ExactDedupStage",
+    "dedup_minhash": "stages.dedup.minhash:MinHashDedupStage",
+    "dedup_semantic": "stages.dedup.semantic:SemanticDedupStage",
 }
 
 

@@ -8,7 +8,7 @@ with ``--resume``. At the end the runner writes cleaned.parquet, rejected.parque
 report.json and report.html, and checks ``input = cleaned + rejected + quarantined``.
 
 An engine that can run whole steps on its workers (one with ``read_parts``, ``map_parts`` and ``resolve_parts``,
-as the Ray engine has; see :mod:`pipeline.parts`) gets them: the workers read the inputs and write each step's
+as the Ray engine has; see :mod:`pipeline.engines.parts`) gets them: the workers read the inputs and write each step's
 checkpoint as Parquet parts (``.zhcurate/NN_<stage>/kept/``, ``.../rejected/``), the driver only merges their
 reports into the books and checks that the parts hold what the reports say.
 """
@@ -39,14 +39,11 @@ from pipeline.checkpoint import (
     write_pickle_atomic,
     write_text_atomic,
 )
-from pipeline.collect import ReportCollector
-from pipeline.engine import Engine, LocalEngine, Method, PartsEngine
-from pipeline.engine import complete as complete_global
-from pipeline.engine import resolve as resolve_global
-from pipeline.errors import BalanceError, OutputError, StageError, ZhcurateError
-from pipeline.fused import ReadPass
-from pipeline.outdir import RUN_FILE, check_output_folder, run_identity
-from pipeline.parts import (
+from pipeline.engines.fused import ReadPass
+from pipeline.engines.local import Engine, LocalEngine, Method, PartsEngine
+from pipeline.engines.local import complete as complete_global
+from pipeline.engines.local import resolve as resolve_global
+from pipeline.engines.parts import (
     KEPT,
     QUARANTINE,
     REJECTED,
@@ -60,9 +57,12 @@ from pipeline.parts import (
     remove_orphans,
     split_result,
 )
+from pipeline.outdir import RUN_FILE, check_output_folder, run_identity
 from pipeline.progress import Progress, progress, status
-from pipeline.reader import WORK_SCHEMA, Reader, expand_inputs, id_prefixes
+from pipeline.read.reader import WORK_SCHEMA, Reader, expand_inputs, id_prefixes
 from pipeline.recipe import Recipe
+from pipeline.report.collect import ReportCollector
+from schemas.errors import BalanceError, OutputError, StageError, ZhcurateError
 from schemas.record import CANONICAL_SCHEMA
 from stages.base import SEQ_COLUMN, GlobalStage, RecordStage, Stage, StageResult
 
@@ -96,7 +96,7 @@ class Runner:
         self.out = Path(options.output)
         self.work = self.out / WORK_DIR
         self.stages: list[Stage] = [spec.build() for spec in recipe.stages]
-        # an engine that runs whole steps on its workers, writing parts (see pipeline.parts)
+        # an engine that runs whole steps on its workers, writing parts (see pipeline.engines.parts)
         self.parts: PartsEngine | None = self.engine if isinstance(self.engine, PartsEngine) else None
         self.final_collect: dict[str, Any] = {}  # report material of cleaned.parquet, gathered while writing it
         self.skipped: list[str] = []  # files of the input folders that are not data (for the warnings)
@@ -150,7 +150,7 @@ class Runner:
                 steps.append(self._stage_step(k, stage, steps[-1], schemas[k], fps[k]))
                 k += 1
         totals = self._finish(self.work / steps[-1]["file"], schemas[-1], steps)
-        from pipeline.report import build_report, render_html
+        from pipeline.report.report import build_report, render_html
 
         report = build_report(
             self.recipe, self.opts, steps, totals, started, time.time(), final=self.final_collect, skipped=self.skipped
@@ -328,8 +328,8 @@ class Runner:
     ) -> list[dict[str, Any]]:
         """Record stages ``first..last`` (1-based) fused: one pass over each batch of the previous checkpoint — or,
         when ``prev`` is the input files, of the records ``read`` keeps, read in the same pass — (see
-        :mod:`pipeline.fused`), each stage's dropped records in its own ledger file, the kept records of the last
-        one in the only checkpoint. A stage's seconds are the pass's wall time (less what reading took) shared
+        :mod:`pipeline.engines.fused`), each stage's dropped records in its own ledger file, the kept records of the
+        last one in the only checkpoint. A stage's seconds are the pass's wall time (less what reading took) shared
         out by the time each stage spent on its batches (with workers, that time is summed over them:
         ``worker_seconds``)."""
         t0 = time.perf_counter()

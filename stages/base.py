@@ -81,7 +81,7 @@ class Stage(ABC):
 
     def check(self) -> None:
         """Fail fast, before any work starts, if the stage cannot run (e.g. a model that cannot be loaded
-        offline). Raise :class:`pipeline.errors.ConfigError` with a message that says what to do."""
+        offline). Raise :class:`schemas.errors.ConfigError` with a message that says what to do."""
 
     def setup(self) -> None:
         """Load heavy resources (lexicons, models). Called once per process before the first batch."""

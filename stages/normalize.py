@@ -37,7 +37,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field, field_validator
 
-from pipeline.errors import ConfigError
+from schemas.errors import ConfigError
 from schemas.record import HISTORY_TYPE, TEXT_FIELDS
 from stages.base import RecordStage, StageParams, StageResult, detail_json
 from stages.textspans import split_protected

@@ -21,7 +21,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from pipeline.errors import ConfigError
+from schemas.errors import ConfigError
 
 
 class Segmenter:

@@ -6,7 +6,7 @@ tokenizer whose tokens are single characters (CJK, ASCII, Chinese punctuation) p
 in :data:`SYNONYMS` shares its vector with a canonical one, so the model "knows" that 创作/描写 mean 写 and
 诗歌 means 诗: two texts are similar when they share characters or synonyms, which is enough to test the
 semantic-dedup mechanics. The directory also holds a char n-gram IDF table (``ngram_idf.npy``, fitted on
-:data:`IDF_CORPUS`) for the hybrid similarity of :mod:`stages.embedder`.
+:data:`IDF_CORPUS`) for the hybrid similarity of :mod:`stages.dedup.embedder`.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def build_tiny_model(path: Path, dim: int = TINY_DIM, seed: int = 0) -> Path:
         weights[vocab[word]] = weights[vocab[canonical]]
     model = SentenceTransformer(modules=[StaticEmbedding(tokenizer, embedding_weights=weights)], device="cpu")
     model.save(str(path))
-    from stages.embedder import NgramIdf
+    from stages.dedup.embedder import NgramIdf
 
     NgramIdf.fit(IDF_CORPUS).save(path)
     return path

@@ -6,7 +6,7 @@
 ``parallel/``, ``paraphrase/``). ``--out`` is required: nothing overwrites the shipped artefact by accident.
 ``--limit N`` trains on the first N records of each source (a fast smoke test, not a usable model).
 
-What each head learns from (see :mod:`stages.safety_model` for the features):
+What each head learns from (see :mod:`stages.safety.model` for the features):
 
 * **request** — harmful: the ``must_refuse`` requests of ``safety/harmful_requests.jsonl`` (JADE 1.0/2.0,
   JailBench seed) and ``stages/data/safety_harmful_requests.txt`` (short, direct harmful requests written for
@@ -34,7 +34,7 @@ lowest score whose false-positive rate on held-out benign requests is at most ``
 head must agree before a compliant answer is dropped). Refusal: the middle of the plateau of best balanced
 accuracy on held-out JADE pairs. Harm: the lowest score whose false-positive rate on held-out Alpaca answers is
 at most ``--harm-fp`` (3 %; informational: the stage combines harm with request risk, see ``PAIR_THRESHOLD`` in
-:mod:`stages.safety`). Toxicity: the highest threshold within 0.005 of the best F1 on held-out COLD (real data
+:mod:`stages.safety.stage`). Toxicity: the highest threshold within 0.005 of the best F1 on held-out COLD (real data
 is far cleaner than COLD's 50 %). Each head is then refitted on all its data.
 """
 
@@ -53,8 +53,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from stages.safety_categories import Category
-from stages.safety_model import (
+from stages.assets import DATA_DIR as ASSETS_DATA_DIR
+from stages.safety.categories import Category
+from stages.safety.model import (
     BUCKET_BITS,
     CATEGORY_BITS,
     CATEGORY_NMAX,
@@ -65,7 +66,7 @@ from stages.safety_model import (
     ngram_keys,
 )
 
-DATA_DIR = Path(__file__).resolve().parents[2] / "stages" / "data"
+DATA_DIR = ASSETS_DATA_DIR
 NEUTRAL_SENTENCES = DATA_DIR / "safety_neutral.txt"
 BENIGN_REQUESTS = DATA_DIR / "safety_benign_requests.txt"
 HARMFUL_REQUESTS = DATA_DIR / "safety_harmful_requests.txt"
@@ -179,7 +180,7 @@ def read_clean(path: Path, column: int | None = None, limit: int | None = None) 
 
 def clean_jade(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """JADE ``harmful_response`` records whose label can be trusted (see the module docstring)."""
-    from stages.safety import is_refusal
+    from stages.safety.stage import is_refusal
 
     out = []
     for r in rows:
@@ -197,7 +198,7 @@ def load(data: Path, limit: int | None = None) -> Corpus:
     def cut(xs: Sequence[Any]) -> list[Any]:
         return list(xs[:limit] if limit else xs)
 
-    from stages.safety import is_refusal
+    from stages.safety.stage import is_refusal
 
     c = Corpus()
     for r in cut([r for r in read_jsonl(data / "safety/harmful_requests.jsonl") if r["kind"] == "must_refuse"]):

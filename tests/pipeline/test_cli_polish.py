@@ -20,9 +20,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _parsers() -> dict[str, argparse.ArgumentParser]:
-    from pipeline.calibrate import build_parser as calibrate
+    from pipeline.tools.calibrate import build_parser as calibrate
+    from pipeline.tools.train_embedder import build_parser as train_embedder
     from pipeline.tools.train_safety import build_parser as train_safety
-    from pipeline.train_embedder import build_parser as train_embedder
 
     root = _parser()
     found = {"zhcurate": root}
@@ -50,7 +50,7 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_export_choices_are_the_export_formats() -> None:
-    from pipeline.export import EXPORT_FORMATS
+    from pipeline.outputs.export import EXPORT_FORMATS
 
     assert EXPORT_CHOICES == EXPORT_FORMATS
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.errors import ConfigError
 from pipeline.recipe import build_recipe, default_recipe, load_recipe
 from pipeline.registry import DEFAULT_STAGES, STAGES
+from schemas.errors import ConfigError
 
 
 def test_unknown_top_level_key_lists_allowed(tmp_path: Path) -> None:

@@ -10,9 +10,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.cli import main
-from pipeline.errors import ConfigError
 from pipeline.recipe import build_recipe
 from pipeline.runner import OUTPUT_FILES, Runner, RunOptions
+from schemas.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "samples" / "raw"

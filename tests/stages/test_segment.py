@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.errors import ConfigError
+from schemas.errors import ConfigError
 from stages.segment import Segmenter, cut, get_segmenter
 
 

@@ -1,0 +1,232 @@
+"""The ``read`` step: input paths -> canonical record batches, read-time rejections and quarantine entries.
+
+Every unit that :mod:`pipeline.read.sources` yields ends in exactly one of: a canonical record, a rejection at
+``read`` (well-formed but unusable, e.g. a conversation that ends on a user turn), or a quarantine entry
+(unparseable: file, line, error, raw text).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from pipeline.read.formats import MalformedRecord, ReadRejection, detect_format, to_canonical, type_name
+from pipeline.read.layouts import Layout, apply_fields, detect_layout, suggest_fields
+from pipeline.read.sources import CONTAINERS, RAW_LIMIT, FileInfo, container_of, has_bad_chars, iter_units
+from schemas.errors import ConfigError
+from schemas.record import CANONICAL_SCHEMA
+from stages.base import SEQ_COLUMN, detail_json
+
+WORK_SCHEMA = CANONICAL_SCHEMA.append(pa.field(SEQ_COLUMN, pa.int64()))
+SEQ_FILE_SHIFT = 40
+"""``_seq`` = (input file's index << 40) + the unit's position in its file: the input order, and known without
+reading the files before it (so that files can be read in parallel, as on Ray, with the same ``_seq``)."""
+_TEXT_KEYS = ("system", "instruction", "input", "output")
+
+
+@dataclass
+class ReadChunk:
+    """One batch of read results."""
+
+    records: pa.Table
+    rejected: list[dict[str, Any]] = field(default_factory=list)  # canonical row + _seq + reason + detail
+    quarantine: list[dict[str, Any]] = field(default_factory=list)
+
+
+def expand_inputs(patterns: list[str] | tuple[str, ...], skipped: list[str] | None = None) -> list[Path]:
+    """Files named, globbed or found under directories (recursively, by known extension), in a stable order.
+    Files of a directory that are not read (README.md, images, YAML …; not hidden ones) go to ``skipped``."""
+    files: list[Path] = []
+    for pat in patterns:
+        p = Path(pat)
+        if p.is_dir():
+            every = sorted(f for f in p.rglob("*") if f.is_file())
+            found = [f for f in every if f.suffix.lower() in CONTAINERS]
+            if skipped is not None:
+                skipped.extend(
+                    str(f)
+                    for f in every
+                    if f.suffix.lower() not in CONTAINERS
+                    and not any(part.startswith(".") for part in f.relative_to(p).parts)
+                )
+            if not found:
+                raise ConfigError(f"input directory {pat} holds no .json/.jsonl/.csv/.tsv/.parquet files")
+            files.extend(found)
+        elif p.is_file():
+            files.append(p)
+        elif glob.has_magic(pat):
+            found = sorted(Path(f) for f in glob.glob(pat, recursive=True) if Path(f).is_file())
+            if not found:
+                raise ConfigError(f"input pattern {pat} matches no files")
+            files.extend(found)
+        else:
+            raise ConfigError(f"input not found: {pat} (give a file, a directory or a glob pattern)")
+    seen: set[str] = set()
+    unique = []
+    for f in files:
+        key = os.path.abspath(f)
+        if key not in seen:
+            seen.add(key)
+            unique.append(f)
+    if not unique:
+        raise ConfigError("no input: give --input PATH or 'input:' in the recipe")
+    return unique
+
+
+def id_prefixes(files: list[Path]) -> list[str]:
+    """``<file name>`` for each file; where two inputs share a name, their path below the common folder."""
+    names = [f.name for f in files]
+    clash = {n for n in names if names.count(n) > 1}
+    if not clash:
+        return names
+    absolute = [os.path.abspath(f) for f in files]
+    common = os.path.commonpath([os.path.dirname(a) for a in absolute])
+    return [os.path.relpath(a, common) if n in clash else n for n, a in zip(names, absolute)]
+
+
+class Reader:
+    """Reads every input file into canonical batches of ``batch_size`` records."""
+
+    def __init__(
+        self,
+        files: list[Path],
+        fmt: str,
+        fields: dict[str, str],
+        batch_size: int,
+        prefixes: list[str] | None = None,
+        first_index: int = 0,
+        base_dir: Path | None = None,
+    ) -> None:
+        """``prefixes`` (the record id prefixes), ``first_index`` (the first file's index among all inputs) and
+        ``base_dir`` (the folder relative paths were given from: the driver's) let a worker read some of the
+        inputs exactly as a reader of all of them would; records keep the paths as the user gave them."""
+        self.files = files
+        self.fmt = fmt
+        self.fields = fields
+        self.batch_size = batch_size
+        self.infos = [FileInfo(path=str(f), container=container_of(f)) for f in files]
+        self.prefixes = prefixes if prefixes is not None else id_prefixes(files)
+        self.first_index = first_index
+        self.base_dir = base_dir
+
+    def __iter__(self) -> Iterator[ReadChunk]:
+        rows: list[dict[str, Any]] = []
+        rejected: list[dict[str, Any]] = []
+        quarantine: list[dict[str, Any]] = []
+        for k, (path, info, prefix) in enumerate(zip(self.files, self.infos, self.prefixes, strict=True)):
+            seq = (self.first_index + k) << SEQ_FILE_SHIFT
+            fmt: str | None = None if self.fmt == "auto" else self.fmt
+            info.format = fmt or ""
+            # the layout is chosen from the file's first record, unless the recipe says the format or the fields
+            layout: Layout | None = None
+            decided = fmt is not None or bool(self.fields)
+            info.layout = _fields_label(self.fields) if self.fields else (fmt or "")
+            for unit in iter_units(path if self.base_dir is None else self.base_dir / path, info):
+                info.units += 1
+                if isinstance(unit.obj, dict) and not info.first_keys:
+                    info.first_keys = [str(key) for key in list(unit.obj)[:20]]
+                if not decided and unit.error is None and isinstance(unit.obj, dict):
+                    decided = True
+                    layout = detect_layout(unit.obj)
+                    info.layout = layout.describe() if layout is not None else "per record"
+                    if layout is not None:
+                        fmt = info.format = layout.format
+                base = {"id": f"{prefix}#{unit.row}", "source": info.path, SEQ_COLUMN: seq}
+                seq += 1
+                outcome = self._convert(unit.obj, unit.error, unit.raw, fmt, layout)
+                if isinstance(outcome, str):  # quarantine
+                    info.quarantined += 1
+                    if info.first_error is None:
+                        info.first_error = f"line {unit.line}: {outcome}" if unit.line else f"row {unit.row}: {outcome}"
+                    quarantine.append(
+                        {
+                            "source": info.path,
+                            "line": unit.line,
+                            "row": unit.row,
+                            "id": base["id"],
+                            "error": outcome,
+                            "raw": (unit.raw or _raw_repr(unit.obj))[:RAW_LIMIT],
+                        }
+                    )
+                elif isinstance(outcome, ReadRejection):
+                    info.rejected += 1
+                    row = {"system": "", "instruction": "", "input": "", "output": "", "history": []}
+                    row.update(outcome.row)
+                    rejected.append({**base, **row, "reason": outcome.reason, "detail": detail_json(**outcome.detail)})
+                else:
+                    if fmt is None:
+                        fmt = outcome.pop("_format")
+                        info.format = fmt
+                    outcome.pop("_format", None)
+                    rows.append({**base, **outcome})
+                if len(rows) + len(rejected) + len(quarantine) >= self.batch_size:
+                    yield self._chunk(rows, rejected, quarantine)
+                    rows, rejected, quarantine = [], [], []
+            if info.syntax_errors or info.repairs:
+                info.salvaged = info.units - info.syntax_errors
+        if rows or rejected or quarantine:
+            yield self._chunk(rows, rejected, quarantine)
+
+    def _convert(self, obj: Any, error: str | None, raw: str, fmt: str | None, layout: Layout | None) -> Any:
+        if error is not None:
+            return error
+        if raw:  # the unit parsed but holds invalid bytes
+            return "invalid bytes for the file's encoding (or a lone surrogate escape) inside the record"
+        if not isinstance(obj, dict):
+            return f"a record is {type_name(obj)}, expected an object with named fields"
+        keys = [str(key) for key in obj]
+        obj = layout.map(obj) if layout is not None else apply_fields(obj, self.fields)
+        use = fmt or detect_format(obj)
+        if use is None:
+            return (
+                f"cannot tell the record format from its keys ({', '.join(keys[:12])}): expected instruction/output "
+                "(Alpaca), conversations (ShareGPT) or messages (OpenAI); map your keys with "
+                f"{suggest_fields(keys)} (or 'fields:' in the recipe)"
+            )
+        try:
+            out = to_canonical(obj, use)  # type: ignore[arg-type]
+        except MalformedRecord as e:
+            mapped = dict(layout.fields) if layout is not None else self.fields
+            missing = str(e).removeprefix("missing key '").partition("'")[0] if str(e).startswith("missing") else ""
+            if missing in mapped:
+                return f"{e} ({use} format): mapped from '{mapped[missing]}', which this record does not have"
+            if missing:
+                hint = suggest_fields(keys)
+                return f"{e} ({use} format); the record's keys: {', '.join(keys[:12])}; map them with {hint}"
+            return f"{e} ({use} format)"
+        except RecursionError:
+            return "record nested too deeply"
+        if isinstance(out, ReadRejection):
+            return out
+        if any(has_bad_chars(out[k]) for k in _TEXT_KEYS) or any(
+            has_bad_chars(t["user"]) or has_bad_chars(t["assistant"]) for t in out["history"]
+        ):
+            return "a lone surrogate (invalid character) in a text field"
+        out["_format"] = use
+        return out
+
+    @staticmethod
+    def _chunk(rows: list[dict[str, Any]], rejected: list[dict[str, Any]], q: list[dict[str, Any]]) -> ReadChunk:
+        table = pa.Table.from_pylist(rows, schema=WORK_SCHEMA) if rows else WORK_SCHEMA.empty_table()
+        return ReadChunk(table, rejected, q)
+
+
+def _fields_label(fields: dict[str, str]) -> str:
+    return "fields (" + ", ".join(f"{theirs}->{canonical}" for canonical, theirs in fields.items()) + ")"
+
+
+def _raw_repr(obj: Any) -> str:
+    if obj is None:
+        return ""
+    try:
+        import json
+
+        return json.dumps(obj, ensure_ascii=False, default=str)[:RAW_LIMIT]
+    except (TypeError, ValueError, RecursionError):
+        return repr(obj)[:RAW_LIMIT]

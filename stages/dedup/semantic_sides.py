@@ -1,0 +1,154 @@
+"""What ``dedup_semantic`` compares: the request and the answer of a record, each on its own.
+
+A record is a task (the request: history, instruction and input) and its answer (the output). Two records are the
+same SFT example only when both are alike. One embedding of instruction + input hides a different task over a
+shared long input (确定段落的基调 / 用5句话概括段落 over one paragraph: cosine 0.98), so when a record has an
+input the instructions are also compared on their own.
+
+``mode`` (a stage parameter):
+
+* ``pair`` (default): duplicates when the requests are similar (``threshold``), the instructions alone are
+  similar when either record has an input or history (``instruction_threshold``), and the outputs are similar
+  (``output_threshold``). The search runs on the request embeddings; the other sides verify its candidates.
+* ``instruction``: prompt-level dedup (as self-instruct filters its generated instructions): the request and,
+  over an input, the instruction alone; outputs are ignored.
+* ``output``: answer-level: the outputs only (e.g. to find one canned answer given to many prompts).
+
+The *side* matrices are unit rows like the main embedding matrix. The ``instruction`` side holds a row only for
+records whose request is more than the instruction (zero rows elsewhere: there the request row *is* the
+instruction's embedding, and it is used instead).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import pyarrow as pa
+
+from stages.dedup.embedder import DEFAULT_THRESHOLD
+
+Mode = Literal["pair", "instruction", "output"]
+BUILTIN = "built-in"
+OUTPUT_CHARS = 256
+"""Characters of an answer that are embedded: its opening says what it is; the rest costs time (a static
+model's cost is the tokenizer's, linear in characters) and, mean-pooled, blurs the vector."""
+
+PAIR_REQUEST_THRESHOLD = 0.92
+"""The built-in model's request cosine in mode pair: under the single-text calibrated 0.95 because the answers
+(0.85) and, over an input, the instructions alone (0.90) must agree too; chosen by reading the Alpaca-zh merges
+and on the near-dup benchmark (README, "Semantic dedup")."""
+E5_THRESHOLD = 0.985
+"""e5-small cosine (``query: `` prefixes) for alike texts: LCQMC validation (2,000 seeded pairs) precision 0.906,
+recall 0.600. e5's cosines crowd near 1: unrelated Chinese questions score ~0.8."""
+PROPOSE_THRESHOLD = 0.85
+"""The built-in model's cosine that proposes a pair to the cascade's verify model (``verify_model`` set and
+``threshold`` unset): on the same 2,000 LCQMC pairs the cascade reaches precision 0.912, recall 0.536."""
+
+CALIBRATED_SIMILARITY: dict[str, str] = {BUILTIN: "cosine", "e5-small": "cosine"}
+"""The similarity each calibrated model's thresholds are for."""
+
+CALIBRATED: dict[str, dict[str, dict[str, float]]] = {
+    # main = the searched text (request; output in mode output); the sides' cosines. `zhcurate calibrate`.
+    BUILTIN: {
+        "pair": {"main": PAIR_REQUEST_THRESHOLD, "instruction": 0.90, "output": 0.85},
+        "instruction": {"main": DEFAULT_THRESHOLD, "instruction": 0.90},
+        "output": {"main": DEFAULT_THRESHOLD},
+    },
+    "e5-small": {
+        "pair": {"main": E5_THRESHOLD, "instruction": E5_THRESHOLD, "output": E5_THRESHOLD},
+        "instruction": {"main": E5_THRESHOLD, "instruction": E5_THRESHOLD},
+        "output": {"main": E5_THRESHOLD},
+    },
+}
+"""Default thresholds per model and mode (README "dedup_semantic thresholds" gives their precision/recall)."""
+SIDES: dict[str, tuple[str, ...]] = {"pair": ("instruction", "output"), "instruction": ("instruction",), "output": ()}
+
+
+@dataclass(frozen=True)
+class RecordTexts:
+    """The texts one batch is embedded from: the main (searched) text and each side's text."""
+
+    main: list[str]
+    sides: dict[str, list[str]]
+
+
+_CJK_SPACE = re.compile(
+    r"(?<=[\u3000-\u303f\u3400-\u9fff\uff00-\uffef])\s+|\s+(?=[\u3000-\u303f\u3400-\u9fff\uff00-\uffef])"
+)
+
+
+def squeeze(text: str) -> str:
+    """``text`` without the spaces next to Chinese characters or punctuation: Chinese has none, and a static
+    model's tokenizer splits at every space (``写 一首 诗`` would not be ``写一首诗``)."""
+    return _CJK_SPACE.sub("", text)
+
+
+def history_text(batch: pa.Table) -> list[str]:
+    """Earlier turns of a multi-turn record as one text (user and assistant lines), "" for single-turn ones."""
+    if "history" not in batch.column_names:
+        return [""] * batch.num_rows
+    out: list[str] = []
+    for turns in batch.column("history").to_pylist():
+        out.append("\n".join(f"{t.get('user') or ''}\n{t.get('assistant') or ''}".strip() for t in turns or []))
+    return out
+
+
+def record_texts(batch: pa.Table, mode: Mode, fields: Sequence[str]) -> RecordTexts:
+    """Request text (history + ``fields`` joined by newlines), instruction text where it differs from the
+    request, and output text (its first :data:`OUTPUT_CHARS` characters), as the mode needs them."""
+    output = [squeeze(text or "")[:OUTPUT_CHARS] for text in batch.column("output").to_pylist()]
+    if mode == "output":
+        return RecordTexts(output, {})
+    history = history_text(batch)
+    columns = [batch.column(name).to_pylist() for name in fields]
+    request = [
+        squeeze("\n".join(part for part in (past, *parts) if part))
+        for past, *parts in zip(history, *columns, strict=True)
+    ]
+    instruction = [squeeze(text or "") for text in batch.column("instruction").to_pylist()]
+    alone = [ins if req.strip() != ins.strip() else "" for ins, req in zip(instruction, request, strict=True)]
+    sides = {"instruction": alone}
+    if mode == "pair":
+        sides["output"] = output
+    return RecordTexts(request, sides)
+
+
+def side_cosine(main: np.ndarray, side: np.ndarray, left: np.ndarray, right: np.ndarray, fallback: bool) -> np.ndarray:
+    """Cosine of the side rows of ``left[k]`` and ``right[k]`` (positions into ``main``/``side``).
+
+    ``fallback`` (the instruction side): a zero side row stands for the main row, and two zero rows pass (1.0:
+    the main similarity was the instructions'). Otherwise (outputs) two
+    empty sides count as equal (1.0) and one empty side as different (0.0)."""
+    a = side[left].astype(np.float32)
+    b = side[right].astype(np.float32)
+    a_empty = ~a.any(axis=1)
+    b_empty = ~b.any(axis=1)
+    if fallback:  # neither has more than its instruction: the main comparison already was this one
+        a[a_empty] = main[left[a_empty]].astype(np.float32)
+        b[b_empty] = main[right[b_empty]].astype(np.float32)
+        cosine = np.einsum("ij,ij->i", a, b).astype(np.float32)
+        cosine[a_empty & b_empty] = 1.0
+        return cosine
+    cosine = np.einsum("ij,ij->i", a, b).astype(np.float32)
+    cosine[a_empty & b_empty] = 1.0
+    cosine[a_empty ^ b_empty] = 0.0
+    return cosine
+
+
+def side_similarities(
+    main: np.ndarray, sides: Mapping[str, np.ndarray], left: np.ndarray, right: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Every side's cosine for the pairs ``(left[k], right[k])``."""
+    return {name: side_cosine(main, rows, left, right, name == "instruction") for name, rows in sides.items()}
+
+
+def sides_agree(similarities: Mapping[str, np.ndarray], thresholds: Mapping[str, float], size: int) -> np.ndarray:
+    """Pairs whose every side reaches its threshold."""
+    ok = np.ones(size, dtype=bool)
+    for name, values in similarities.items():
+        ok &= values >= thresholds[name]
+    return ok
