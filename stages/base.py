@@ -75,6 +75,9 @@ class Stage(ABC):
     Params: ClassVar[type[StageParams]]
     # Columns this stage adds to records, with their Arrow types (documented in schemas/record.py).
     added_columns: ClassVar[tuple[tuple[str, pa.DataType], ...]] = ()
+    # The attributes :meth:`setup` loads (lexicons, models, a segmenter): never pickled. A copy of the stage (a
+    # pool worker, a Ray actor) gets them as None and loads its own when the engine calls ``setup()`` there.
+    resources: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, params: StageParams | None = None) -> None:
         self.params = params if params is not None else self.Params()
@@ -84,7 +87,17 @@ class Stage(ABC):
         offline). Raise :class:`schemas.errors.ConfigError` with a message that says what to do."""
 
     def setup(self) -> None:
-        """Load heavy resources (lexicons, models). Called once per process before the first batch."""
+        """Load heavy resources (lexicons, models) into the attributes named in :attr:`resources`. Engines call it
+        once per process before the first batch; it must return at once when they are loaded (a stage may call
+        it again itself, e.g. at the start of ``process``, to work without an engine)."""
+
+    def __getstate__(self) -> dict[str, Any]:
+        """The stage without its :attr:`resources` (set to None): what a worker receives."""
+        state = dict(self.__dict__)
+        for name in self.resources:
+            if name in state:
+                state[name] = None
+        return state
 
     def fingerprint_params(self) -> dict[str, Any]:
         """What identifies this stage's behaviour for checkpoints: its parameters (override to add e.g. a

@@ -35,10 +35,10 @@ from __future__ import annotations
 import re
 from typing import ClassVar
 
-import pyarrow as pa
 from pydantic import Field
 
-from stages.base import RecordStage, StageParams, StageResult, detail_json
+from stages.base import StageParams
+from stages.filter import Drop, Record, RecordFilter
 
 # Chinese renderings of Python/JS/C keywords that machine translation produces at the start of a statement.
 _KW = (
@@ -86,11 +86,12 @@ class MTDamageParams(StageParams):
     check_history: bool = Field(default=True, description="also check assistant turns of the history")
 
 
-class MTDamageStage(RecordStage):
+class MTDamageStage(RecordFilter):
     """Drop answers whose code was machine-translated (see the module docstring)."""
 
     name: ClassVar[str] = "mt_damage"
     Params: ClassVar[type[StageParams]] = MTDamageParams
+    reads: ClassVar[tuple[str, ...]] = ("instruction", "output", "history")
 
     def __init__(self, params: StageParams | None = None) -> None:
         super().__init__(params)
@@ -98,25 +99,20 @@ class MTDamageStage(RecordStage):
             raise TypeError(f"MTDamageStage needs MTDamageParams, got {type(self.params).__name__}")
         self.p = self.params
 
-    def process(self, batch: pa.Table) -> StageResult:
-        n = batch.num_rows
-        reasons: list[str | None] = [None] * n
-        details: list[str | None] = [None] * n
-        counters: dict[str, int] = {}
-        instructions = batch.column("instruction").to_pylist()
-        outputs = batch.column("output").to_pylist()
-        histories = batch.column("history").to_pylist() if self.p.check_history else [None] * n
-        for i in range(n):
-            answers = [("output", outputs[i] or "", instructions[i] or "")]
-            for t, turn in enumerate(histories[i] or ()):
+    def judge(self, record: Record) -> Drop | None:
+        """The first damage in the output, else in the history's answers (each answer is still counted)."""
+        answers = [("output", record["output"], record["instruction"])]
+        if self.p.check_history:
+            for t, turn in enumerate(record["history"]):
                 answers.append((f"history[{t}].assistant", turn["assistant"] or "", turn["user"] or ""))
-            for field, answer, prompt in answers:
-                hit = self.judge(answer, prompt, counters)
-                if hit is not None and reasons[i] is None:
-                    reasons[i], details[i] = hit[0], detail_json(field=field, **hit[1])
-        return StageResult(batch, reasons, details, counters)
+        drop: Drop | None = None
+        for field, answer, prompt in answers:
+            hit = self.judge_answer(answer, prompt)
+            if hit is not None and drop is None:
+                drop = Drop(hit[0], {"field": field, **hit[1]})
+        return drop
 
-    def judge(self, answer: str, prompt: str, counters: dict[str, int]) -> tuple[str, dict[str, str]] | None:
+    def judge_answer(self, answer: str, prompt: str) -> tuple[str, dict[str, str]] | None:
         """The first damage found in one answer, as (reason, detail fields), or None. Cheap exits first: an
         answer without ASCII letters, or without Han characters, holds no translated code."""
         if not answer or not _HAN_OR_FULLWIDTH.search(answer) or not re.search(r"[A-Za-z]", answer):
@@ -127,11 +123,11 @@ class MTDamageStage(RecordStage):
         if not has_code and not re.search(r"^[ \t]+\S", answer, re.M):
             return None
         if has_code:
-            counters["code_answers"] = counters.get("code_answers", 0) + 1
+            self.count("code_answers")
         outside = _FENCE.sub("\n", answer).split("\n") if fenced else answer.split("\n")
         found: list[tuple[str, dict[str, str]]] = []
         if _PSEUDO_TASK.search(prompt):
-            counters["pseudocode_exempt"] = counters.get("pseudocode_exempt", 0) + 1
+            self.count("pseudocode_exempt")
             return None
         if self.p.broken_code:
             line = self._translated_keyword(fenced, outside, has_code)
@@ -147,7 +143,7 @@ class MTDamageStage(RecordStage):
             if hit is not None:
                 found.append(("mt_translated_placeholder", {"line": hit[0].strip()[:120], "placeholder": hit[1]}))
         for reason, _ in found:
-            counters[f"found.{reason}"] = counters.get(f"found.{reason}", 0) + 1
+            self.count(f"found.{reason}")
         return found[0] if found else None
 
     @staticmethod

@@ -159,6 +159,7 @@ class NormalizeStage(RecordStage):
     name = "normalize"
     Params = NormalizeParams
     params: NormalizeParams
+    resources = ("_converter",)  # OpenCC objects do not pickle; each process loads its own
 
     def __init__(self, params: NormalizeParams | None = None) -> None:
         super().__init__(params)
@@ -168,11 +169,6 @@ class NormalizeStage(RecordStage):
         self._keyword_regex = "|".join(re.escape(k) for k in p.keep_traditional_keywords)
 
     # --- lifecycle -----------------------------------------------------------------------------------------
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        state["_converter"] = None  # OpenCC objects do not pickle; each process loads its own
-        return state
-
     def check(self) -> None:
         if self.params.t2s != "off":
             self._load_converter()

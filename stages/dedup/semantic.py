@@ -197,6 +197,7 @@ class SemanticDedupStage(GlobalStage):
     name: ClassVar[str] = "dedup_semantic"
     Params: ClassVar[type[StageParams]] = SemanticDedupParams
     params: SemanticDedupParams
+    resources: ClassVar[tuple[str, ...]] = ("_model", "_idf", "_teacher")  # loaded in each process
 
     def __init__(self, params: StageParams | None = None) -> None:
         super().__init__(params)
@@ -205,10 +206,6 @@ class SemanticDedupStage(GlobalStage):
         self._truncate_chars: int | None = None  # max_length for models without a token limit
         self._batch_size = 64
         self._teacher: Any = None  # the cascade's verify model, loaded by resolve
-
-    def __getstate__(self) -> dict[str, Any]:
-        """Pickled without the loaded models: a worker process loads its own in :meth:`setup`."""
-        return {**self.__dict__, "_model": None, "_idf": None, "_teacher": None}
 
     # -- model and configuration ---------------------------------------------------------------------------
 

@@ -259,6 +259,8 @@ class LanguageStage(RecordStage):
     name: ClassVar[str] = "language"
     Params: ClassVar[type[StageParams]] = LanguageParams
     added_columns: ClassVar[tuple[tuple[str, pa.DataType], ...]] = (("language_profile", pa.string()),)
+    # Loaded by setup() in each process (wordfreq's word sets are large).
+    resources: ClassVar[tuple[str, ...]] = ("_terms", "_phrases", "_phrase_list", "_english", "_known")
 
     def __init__(self, params: StageParams | None = None) -> None:
         super().__init__(params)
@@ -276,6 +278,8 @@ class LanguageStage(RecordStage):
             raise ConfigError(f"language.terms_file: '{path}' is not a file (UTF-8, one term per line)")
 
     def setup(self) -> None:
+        if self._terms is not None:
+            return
         words: set[str] = set()
         phrases: set[str] = set()
         _load_terms(BUILTIN_TERMS.read_text(encoding="utf-8").splitlines(), words, phrases)

@@ -147,19 +147,13 @@ class SafetyStage(RecordStage):
         ("safety_score", pa.float64()),
     )
     params: SafetyParams
+    resources = ("_lexicon", "_models", "_cut")  # loaded by setup() in each process
 
     def __init__(self, params: StageParams | None = None) -> None:
         super().__init__(params)
         self._lexicon: Lexicon | None = None
         self._models: SafetyModels | None = None
         self._cut: Callable[[str], list[str]] | None = None
-
-    def __getstate__(self) -> dict[str, Any]:
-        # Loaded lexicon, models and segmenter stay in their process; a copy loads its own in setup().
-        return {"params": self.params}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["params"])  # type: ignore[misc]
 
     # --- lifecycle -----------------------------------------------------------------------------------------
     def _artifact(self) -> Path:
