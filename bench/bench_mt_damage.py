@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench_quality import load_table
 
 from stages.mt_damage import MTDamageStage
-from stages.normalize import NormalizeStage
+from stages.normalize.stage import NormalizeStage
 
 
 def main() -> int:

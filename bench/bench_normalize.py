@@ -24,7 +24,7 @@ import alpaca_data
 
 from schemas.record import CANONICAL_SCHEMA
 from stages.base import SEQ_COLUMN
-from stages.normalize import NormalizeParams, NormalizeStage
+from stages.normalize.stage import NormalizeParams, NormalizeStage
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "alpaca_zh"
 

@@ -14,7 +14,7 @@ from stages.base import Stage
 
 # name -> "module:Class", in the canonical pipeline order. Add a stage here and it can be named in a recipe.
 _PATHS: dict[str, str] = {
-    "normalize": "stages.normalize:NormalizeStage",
+    "normalize": "stages.normalize.stage:NormalizeStage",
     "safety": "stages.safety.stage:SafetyStage",
     "language": "stages.language.stage:LanguageStage",
     "mt_damage": "stages.mt_damage:MTDamageStage",

@@ -16,10 +16,10 @@ from pydantic import ValidationError
 
 from pipeline.registry import STAGES
 from stages.base import SEQ_COLUMN, StageResult
-from stages.normalize import NormalizeParams, NormalizeStage
+from stages.normalize.stage import NormalizeParams, NormalizeStage
 from tests.records import canonical_table
 
-DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "alpaca_zh"
+DATA = Path(__file__).resolve().parents[3] / ".." / "shared" / "data" / "alpaca_zh"
 OFF = NormalizeParams(t2s="off")
 
 
