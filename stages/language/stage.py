@@ -1,14 +1,9 @@
 """Keep Chinese instruction data Chinese, and keep the English that belongs in it.
 
-**Measuring a field.** Set aside first: code (fences, inline code; :mod:`stages.textspans`), URLs, e-mails,
-LaTeX, unfenced code lines (``def f(x):``, ``SELECT ...``, ``<div>``), tags, identifiers (``root.left``,
-``max_len``, ``bark()``, a name the answer assigns: ``sum = 0``), paths (``g/mol``), hashtags and domain names,
-words glued to a digit (``omega-3``, ``AI4What``), a phrase glossed by its acronym (``Garbage in, garbage out
-(GIGO)``), then quoted and bracketed material (“…”, "…", 《…》, （…）,
-(…)): quotations, titles and glosses such as ``光合作用（photosynthesis）``. The rest is counted in *units*: Han
-characters, kana, Hangul syllables, Latin words and words of other scripts (one-letter words such as the ``x``
-of a formula are not units). A field is Chinese when Han is at least ``min_han_ratio`` of its units and it is
-not Japanese (kana at least ``ja_kana_ratio`` of Han + kana). A field with no units (``42``) has no language.
+**Measuring a field** (:mod:`stages.language.measure`): code, URLs, quotes and brackets are set aside and the
+rest is counted in units (Han characters, kana, Hangul syllables, Latin words, words of other scripts). A field
+is Chinese when Han is at least ``min_han_ratio`` of its units and it is not Japanese (kana at least
+``ja_kana_ratio`` of Han + kana). A field with no units (``42``) has no language.
 
 **Offending words.** A Latin word is legitimate when it is a term (``stages/data/tech_terms.txt`` plus
 ``extra_terms`` / ``terms_file``; units and formulas included), a name or acronym (capitalised, all-caps or
@@ -37,18 +32,11 @@ cipher, an encoding or a notation, not a language.
   everyday words are taken for identifiers and only the clause rule applies. ``detail`` lists
   ``everyday_english`` and the ``clause``.
 
-**The task allows another language** (neither mismatch nor code-switching is checked) when it is a translation
-whose target is not Chinese; when the input is not Chinese (the output follows the input: 把下面的句子改成被动语态
-with an English sentence); when it names a foreign language (英语, English, 法语…) or is about words and
-grammar (单词, 时态, 形容词, 同音, 押韵, 方言…); when its answer is Latin text that is no English prose: ciphers and
-encodings (凯撒, 加密, 猪拉丁, reverse…), notations (国际象棋, FEN, 和弦…), names, lyrics, dishes and citations
-(歌, 口号, 菜, 食, 品牌, 参考文献, APA…), search syntax (搜索, 检索, 关键词…); or when the instruction quotes offending
-words (in quotes or brackets, or
-``foreign_quote_words`` of them anywhere). A code task's answer that reads as code or data rather than prose is
-allowed too; in a code task or an answer with code, bare lower-case words in Chinese prose are taken for
-identifiers unless they include English function words. A Chinese prompt answered with Latin words that are
-mostly no word of a known language (``Wklw kh d vhfuhw phvvdjh``, ``Th qck brwn fx``) is allowed as an
-encoding (profile ``zh+en``, counter ``allowed.encoding``).
+**The task allows another language** (neither mismatch nor code-switching is checked; :mod:`stages.language.tasks`)
+when it is a translation whose target is not Chinese, has a foreign input, names a foreign language, is about
+words and grammar, asks for Latin text that is no English prose (ciphers, notations, names, lyrics, dishes,
+citations, search syntax) or quotes offending words; a code task's answer that reads as code or data; an answer
+whose Latin words are mostly no word of a known language (an encoding: profile ``zh+en``, ``allowed.encoding``).
 
 **Speed.** Rows whose instruction is Han without letters and whose output has no letters (most of a Chinese
 dataset) are settled by Arrow's vectorised RE2 (:meth:`LanguageStage.plain_chinese`); the rest take a Python
@@ -61,9 +49,7 @@ code-switching; prompts may mix languages. The system prompt is read only for wh
 
 from __future__ import annotations
 
-import html
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
@@ -76,79 +62,27 @@ from schemas.errors import ConfigError
 from stages.assets import DATA_DIR
 from stages.base import RecordStage, StageParams, StageResult, detail_json
 from stages.language.english_words import word_sets
-from stages.language.words import (
-    CHAT_WORDS,
-    CODE_TASK,
-    FOREIGN_LANGUAGE,
-    FUNCTION_WORDS,
-    LATIN,
-    NAME_LINKS,
-    OTHER_TEXT_TASKS,
-    PROSE_WORDS,
-    TARGET_ZH,
-    TRANSLATION,
-    WORD_TASK,
-    glossed_name,
-    in_vocab,
-    inside_name,
-    pinyin_words,
-    prompt_words,
-    title_next,
+from stages.language.measure import (
+    ANY_LETTER,
+    ASSIGNED,
+    LATIN_STRETCH,
+    RE2_HAN,
+    RE2_LETTER,
+    Measure,
+    latin_words,
+    measure,
+    prose_share,
 )
-from stages.textspans import split_protected
+from stages.language.tasks import allowance
+from stages.language.words import (
+    CODE_TASK,
+    LATIN,
+    TRANSLATION,
+    offending,
+    prompt_words,
+)
 
 BUILTIN_TERMS = DATA_DIR / "tech_terms.txt"
-
-_HAN = "\u3007\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002fa1f"
-_KANA = "\u3041-\u3096\u30a1-\u30fa\u31f0-\u31ff\uff66-\uff9d"
-_HANGUL = "\uac00-\ud7a3\u1100-\u11ff\u3131-\u318e"
-_LATIN = LATIN
-# Greek, Cyrillic, Armenian, Hebrew, Arabic, Indic, Thai, Lao, Tibetan, Myanmar, Georgian, Ethiopic.
-_OTHER = "\u0370-\u03ff\u0400-\u052f\u0531-\u058f\u0590-\u05ff\u0600-\u06ff\u0750-\u077f\u0900-\u0fff\u1000-\u137f"
-
-_HAN_RUN = re.compile(f"[{_HAN}]+")
-_KANA_RUN = re.compile(f"[{_KANA}]+")
-_HANGUL_RUN = re.compile(f"[{_HANGUL}]+")
-_OTHER_WORD = re.compile(f"[{_OTHER}]{{2,}}")
-_WORD2 = re.compile(f"[{_LATIN}]{{2,}}")
-# A Latin token; hashtags, mentions, identifiers, domains and calls are recognised by what they carry.
-_TOKEN = re.compile(f"[#@{_LATIN}_][{_LATIN}_.'’-]*(?:\\(\\))?")
-_LATIN_STRETCH = re.compile(f"[{_LATIN}][{_LATIN}0-9'’ ,;:.!?-]{{8,}}")
-_ANY_LETTER = re.compile(f"[{_LATIN}{_KANA}{_HANGUL}{_OTHER}]")
-_HAS_LATIN = re.compile(f"[{_LATIN}]")
-_HAS_HAN = re.compile(f"[{_HAN}]")
-_RE2_LETTER = f"[{_LATIN}{_KANA}{_HANGUL}{_OTHER}]"  # the same classes for Arrow's RE2 (vectorised)
-_RE2_HAN = f"[{_HAN}]"
-_NON_LATIN_FOREIGN = re.compile(f"[{_KANA}{_HANGUL}{_OTHER}]")
-_QUOTED = re.compile(
-    r"“[^”]*”|\"[^\"\n]*\"|「[^」]*」|『[^』]*』|《[^》]*》|‘[^’]*’|（[^）]*）|\([^)\n]*\)|【[^】]*】|\[[^\]\n]*\]"
-)
-_TAG = re.compile(r"</?[A-Za-z][^<>\n]*>")
-_ASSIGNED = re.compile(r"\b([A-Za-z_]\w*)\s*(?:[-+*/%]?=(?!=))")
-# An English phrase glossed by its acronym: "Garbage in, garbage out (GIGO)", "machine learning (ML)".
-_GLOSSED = re.compile(r"((?:[A-Za-z]+[ ,，-]+){1,7}[A-Za-z]+)\s*[(（]([A-Z]{2,8})[)）]")
-# Identifiers by their use (``sum = 0``, ``arr[i]``) and paths (``g/mol``, ``site.net/plays/romeo``).
-_IDENTIFIER_USE = re.compile(r"\b[A-Za-z_]\w*(?=\s*(?:[-+*/%]?=(?!=)|\[))|[\w.%-]*[A-Za-z0-9](?:/[\w.%-]+)+/?")
-_ENTITY = re.compile(r"&(?:[A-Za-z]{2,8}|#\d{1,6}|#[xX][0-9A-Fa-f]{1,6});")
-
-# A line of code. Strong: a statement keyword, a comment or a tag first, or ending in ; { }.
-# Weak (only with no Han outside string literals): a whole call, a bracketed literal, or an assignment.
-_STRONG_CODE = re.compile(
-    r"^[ \t]*(?:def|class|import|return|elif|else|try|except|lambda|yield|raise|function|var|let|const|public|"
-    r"private|protected|static|void|int|float|double|char|bool|struct|enum|namespace|using|package|fn|func|"
-    r"echo|print|printf|println|console|System|SELECT|INSERT|UPDATE|DELETE|CREATE|DROP|ALTER|FROM|WHERE|INNER|"
-    r"ORDER|GROUP|VALUES|BEGIN|END|ENDIF|WHILE|ENDWHILE|FOR|ENDFOR|PRINT|RETURN|for|while|if|switch|case|"
-    r"break)\b|^[ \t]*from[ \t]+\S+[ \t]+import\b|^[ \t]*(?:#(?![A-Za-z])|#include|#define|#!|//|/\*|"
-    r"<[!/a-zA-Z]|[{}\])])|[;{}][ \t]*$",
-    re.M,
-)
-_WEAK_CODE = re.compile(
-    r"^[ \t]*[\w.$]+\(.*\)[ \t]*[;:]?[ \t]*$|^[ \t]*[\[{].*[\]}][ \t]*$"
-    r"|^[ \t]*[\w.$\[\]'\"]+[ \t]*(?:[-+*/%]?=|:=)[ \t]*\S",
-    re.M,
-)
-_CODE_FIRST = frozenset("_#/<{}[]()$")
-_CODE_SYMBOLS = re.compile(r"[(){}\[\];=<>]|^\s{2,}\S")
 
 
 class LanguageParams(StageParams):
@@ -169,85 +103,11 @@ class LanguageParams(StageParams):
     check_history: bool = Field(default=True, description="also check assistant turns of the history")
 
 
-@dataclass
-class Measure:
-    """Script counts of one field, after code, quotes and brackets were set aside."""
-
-    han: int = 0
-    kana: int = 0
-    hangul: int = 0
-    other: int = 0
-    latin: int = 0  # Latin words of two letters or more
-    words: tuple[str, ...] = ()  # those words (answers only; prompts without Han are only counted)
-    code_lines: int = 0
-    fenced_code: bool = False
-    frame: str = ""  # the text that was measured
-
-    @property
-    def units(self) -> int:
-        return self.han + self.kana + self.hangul + self.other + self.latin
-
-    def ratios(self) -> dict[str, float]:
-        n = self.units or 1
-        counts = (("han", self.han), ("latin", self.latin), ("kana", self.kana), ("hangul", self.hangul))
-        return {k: round(v / n, 3) for k, v in (*counts, ("other", self.other))}
-
-
 def _load_terms(lines: list[str], words: set[str], phrases: set[str]) -> None:
     for raw in lines:
         term = raw.strip()
         if term and not term.startswith("#"):
             (phrases if " " in term else words).add(term.lower())
-
-
-def _latin_words(text: str) -> tuple[str, ...]:
-    """Latin words of two letters or more, without hashtags, mentions, identifiers, domains, calls and words
-    glued to a digit (``omega-3``, ``AI4What``, ``d3.js``: names and units)."""
-    out = []
-    for m in _TOKEN.finditer(text):
-        tok = m.group(0)
-        if tok[0] in "#@" or tok[-1] == ")":
-            continue
-        if (m.start() and text[m.start() - 1].isdigit()) or text[m.end() : m.end() + 1].isdigit():
-            continue
-        tok = tok.rstrip(".'’-")
-        if len(tok) > 1 and "_" not in tok and "." not in tok:
-            out.append(tok)
-    return tuple(out)
-
-
-def _split_code_lines(text: str, code_task: bool) -> tuple[str, int]:
-    """``text`` without its unfenced code lines, and how many there were. When code dominates (or appears at all
-    in a code task), the Han-free lines around it (comments, docstrings, sample output) are code too."""
-    lines = text.split("\n")
-    code: set[int] = set()
-    for i, ln in enumerate(lines):
-        s = ln.strip()
-        # Only a line that starts with ASCII code-like text or ends in ; { } can be code (cheap test first).
-        if not s or not ((s[0].isascii() and (s[0].isalpha() or s[0] in _CODE_FIRST)) or s[-1] in ";{}"):
-            continue
-        if not _WORD2.search(s):
-            continue  # no word of two letters: a formula ("x = 3") or a placeholder, nothing to measure
-        if _STRONG_CODE.search(s) or (_WEAK_CODE.search(s) and not _han_outside_strings(s)):
-            code.add(i)
-    if not code:
-        return text, 0
-    bare = [i for i, ln in enumerate(lines) if _HAS_LATIN.search(ln) and not _han_outside_strings(ln)]
-    share = len(code) / max(sum(1 for ln in lines if ln.strip()), 1)
-    if (code_task and share >= 0.3) or (len(code) >= 2 and share >= 0.5):
-        code.update(bare)
-    elif code_task:
-        code.update(i for i in bare if _CODE_SYMBOLS.search(lines[i]))
-    return "\n".join(ln for i, ln in enumerate(lines) if i not in code), len(code)
-
-
-def _han_outside_strings(line: str) -> bool:
-    return _HAS_HAN.search(line) is not None and _HAS_HAN.search(_QUOTED.sub("", line)) is not None
-
-
-def _prose_share(words: tuple[str, ...] | list[str]) -> float:
-    """Share of English function words: about 0.3 in prose, near 0 in code, data and lists of names."""
-    return sum(1 for w in words if w.lower() in PROSE_WORDS) / len(words) if words else 0.0
 
 
 class LanguageStage(RecordStage):
@@ -295,57 +155,13 @@ class LanguageStage(RecordStage):
         self._phrase_list = tuple(sorted(phrases))
         if phrases:
             alts = "|".join(re.escape(p) for p in sorted(phrases, key=len, reverse=True))
-            self._phrases = re.compile(f"(?<![{_LATIN}])(?:{alts})(?![{_LATIN}])", re.I)
+            self._phrases = re.compile(f"(?<![{LATIN}])(?:{alts})(?![{LATIN}])", re.I)
 
     # ---- measuring -----------------------------------------------------------------------------------------
-    def measure(self, text: str, code_task: bool = False, answer: bool = True) -> Measure:
-        """Count the scripts of ``text`` outside code, URLs, e-mails, LaTeX, quotes and brackets (falling back
-        to the quoted material when nothing else is left). A prompt (``answer=False``) without Han is only
-        counted: it cannot be Chinese, and its words are not judged."""
-        if not text or not _ANY_LETTER.search(text):  # fast path: Han, digits and punctuation only
-            return Measure(han=sum(map(len, _HAN_RUN.findall(text))))
-        if not answer and not code_task and not _HAS_HAN.search(text):
-            if _NON_LATIN_FOREIGN.search(text):
-                return self._count(text, False)
-            return Measure(latin=1) if _WORD2.search(text) else Measure()  # Latin only: its share is 1
-        if "&" in text and _ENTITY.search(text):
-            text = html.unescape(text)  # &lt;div&gt; is markup, &#39; an apostrophe
-        fenced = False
-        if "`" in text or "$" in text or "\\" in text or "@" in text or "://" in text or "www." in text:
-            parts = split_protected(text)
-            fenced = any(prot and seg.startswith("`") for seg, prot in parts)
-            text = "".join(" " if prot else seg for seg, prot in parts)
-        code_lines = 0
-        if _HAS_LATIN.search(text):
-            text, code_lines = _split_code_lines(text, code_task)
-            if "=" in text or "[" in text or "/" in text:
-                text = _IDENTIFIER_USE.sub(" ", text)
-            if "(" in text or "（" in text:
-                text = _GLOSSED.sub(glossed_name, text)
-            if "<" in text:
-                text = _TAG.sub(" ", text)
-            if self._phrases is not None:
-                low = text.lower()
-                if any(p in low for p in self._phrase_list):  # a listed phrase counts as one accepted name
-                    text = self._phrases.sub(" Phrase ", text)
-        frame = _QUOTED.sub(" ", text)
-        m = self._count(frame, True)
-        if m.units == 0 and len(frame) != len(text):
-            frame = text
-            m = self._count(frame, True)
-        m.code_lines, m.fenced_code, m.frame = code_lines, fenced, frame
-        return m
 
-    @staticmethod
-    def _count(text: str, keep_words: bool) -> Measure:
-        han = sum(map(len, _HAN_RUN.findall(text)))
-        words = _latin_words(text) if _HAS_LATIN.search(text) else ()
-        m = Measure(han=han, latin=len(words), words=words if keep_words else ())
-        if _NON_LATIN_FOREIGN.search(text):
-            m.kana = sum(map(len, _KANA_RUN.findall(text)))
-            m.hangul = sum(map(len, _HANGUL_RUN.findall(text)))
-            m.other = len(_OTHER_WORD.findall(text))
-        return m
+    def measure(self, text: str, code_task: bool = False, answer: bool = True) -> Measure:
+        """:func:`stages.language.measure.measure` with this stage's phrases."""
+        return measure(text, code_task, answer, self._phrases, self._phrase_list or ())
 
     def language(self, m: Measure) -> str:
         """``zh``, ``ja``, ``ko``, ``latin``, ``other`` or ``none`` (no units)."""
@@ -359,58 +175,16 @@ class LanguageStage(RecordStage):
         return max((m.latin, "latin"), (m.hangul, "ko"), (m.kana + m.han, "ja"), (m.other, "other"))[1]
 
     def offending(self, words: tuple[str, ...], vocab: set[str]) -> list[str]:
-        """The words that are neither terms, names, acronyms, parts of names, nor in the prompt (``vocab``)."""
-        terms = self._terms if self._terms is not None else frozenset()
-        pinyin = pinyin_words(words)
-        out = []
-        last = len(words) - 1
-        for k, w in enumerate(words):
-            lw = w.lower()
-            if lw in terms or k in pinyin or (vocab and in_vocab(lw, vocab)):
-                continue
-            if not w.islower():
-                if w.isupper():
-                    continue  # an acronym or an operator (search syntax: OR, AND, NOT)
-                if lw not in FUNCTION_WORDS and not (lw in CHAT_WORDS and not title_next(words, k)):
-                    continue  # a name ("Google"); but "Anyway，我们走吧" and "我觉得Amazing" are no names
-                if k < last and words[k + 1][0].isupper():
-                    continue  # a title in title case: "The Tickle Monster", "There Will Come Soft Rains"
-            elif lw in NAME_LINKS and inside_name(words, k):
-                continue
-            out.append(w)
-        return out
+        """:func:`stages.language.words.offending` with this stage's terms."""
+        return offending(words, vocab, self._terms if self._terms is not None else frozenset())
 
     # ---- judging -----------------------------------------------------------------------------------------
-    def allowance(self, instruction: str, low: str, input_lang: str, system: str) -> str | None:
-        """Why this task may be answered in another language (``translation``, ``foreign_input``,
-        ``foreign_language_task``, ``word_task``, ``foreign_quote``), or None. ``low`` is the lower-cased
-        instruction."""
-        low_system = system.lower()
-        if TRANSLATION.search(low) or TRANSLATION.search(low_system):
-            return None if TARGET_ZH.search(low) or TARGET_ZH.search(low_system) else "translation"
-        if input_lang not in ("zh", "none"):
-            return "foreign_input"
-        if FOREIGN_LANGUAGE.search(low) or FOREIGN_LANGUAGE.search(low_system):
-            return "foreign_language_task"
-        if WORD_TASK.search(instruction):
-            return "word_task"
-        for name, pattern in OTHER_TEXT_TASKS:
-            if pattern.search(low):
-                return name
-        if _HAS_LATIN.search(instruction):
-            if len(self.offending(_latin_words(instruction), set())) >= self.p.foreign_quote_words:
-                return "foreign_quote"
-            quoted = " ".join(_QUOTED.findall(instruction))
-            if quoted and self.offending(_latin_words(quoted), set()):
-                return "foreign_quote"
-        return None
-
     def judge_answer(
         self, field: str, answer: str, prompt: str, input_: str, system: str, input_lang: str | None
     ) -> tuple[str | None, str | None, str, str | None]:
         """(reason, detail, profile, exemption) of the ``answer`` to a Chinese ``prompt``. What the task allows
         is only worked out when the answer is not plain Chinese."""
-        if not _ANY_LETTER.search(answer):
+        if not ANY_LETTER.search(answer):
             return None, None, "zh", None
         low = prompt.lower()
         code_task = CODE_TASK.search(low) is not None
@@ -421,22 +195,22 @@ class LanguageStage(RecordStage):
             return None, None, ("zh+code" if code else "zh"), ("code" if code else None)
         vocab = prompt_words(prompt, input_, system) if m.words else set()
         if m.words and "=" in answer:  # a name the answer assigns (sum = 0) is an identifier wherever it appears
-            vocab.update(x.lower() for x in _ASSIGNED.findall(answer))
+            vocab.update(x.lower() for x in ASSIGNED.findall(answer))
         bad = self.offending(m.words, vocab)
         if lang != "zh" or bad:
             if input_lang is None:
                 input_lang = self.language(self.measure(input_, code_task, answer=False))
-            allow = self.allowance(prompt, low, input_lang, system)
+            allow = allowance(prompt, low, input_lang, system, self.offending, self.p.foreign_quote_words)
             if allow is not None:
                 return None, None, ("zh+translation" if allow == "translation" else "zh+en"), allow
         if lang != "zh":
-            if code_task and lang == "latin" and _prose_share(m.words) < 0.12:
+            if code_task and lang == "latin" and prose_share(m.words) < 0.12:
                 return None, None, "zh+code", "code"  # a code task's output: code or data, not prose
             if lang == "latin" and bad and not self._words_of_a_language(bad):
                 return None, None, "zh+en", "encoding"  # a cipher, an encoding or a notation, not a language
             if len(bad) + m.kana + m.hangul + m.other >= self.p.min_mismatch_words:
                 return "language_mismatch", self._detail(field, m, lang, bad), f"zh>{lang}", None
-        elif bad and (not (code_task or code) or _prose_share(bad) > 0):  # near code, bare words are identifiers
+        elif bad and (not (code_task or code) or prose_share(bad) > 0):  # near code, bare words are identifiers
             clause = self._english_clause(m.frame, vocab)
             many = (
                 len(bad) > self.p.max_code_switch_words
@@ -470,11 +244,11 @@ class LanguageStage(RecordStage):
     def _english_clause(self, frame: str, vocab: set[str]) -> str | None:
         """The first untranslated English clause in Chinese text: an unbroken Latin stretch with more than
         ``max_english_run`` offending words, one of them a function word ("he was elected to the Senate")."""
-        for run in _LATIN_STRETCH.findall(frame):
-            words = _latin_words(run)
+        for run in LATIN_STRETCH.findall(frame):
+            words = latin_words(run)
             if len(words) > self.p.max_english_run:
                 bad = self.offending(words, vocab)
-                if len(bad) > self.p.max_english_run and _prose_share(bad) > 0:
+                if len(bad) > self.p.max_english_run and prose_share(bad) > 0:
                     return run.strip()
         return None
 
@@ -513,7 +287,7 @@ class LanguageStage(RecordStage):
         if reason is None and history and self.p.check_history:
             for i, turn in enumerate(history):
                 user, assistant = turn.get("user") or "", turn.get("assistant") or ""
-                if not _ANY_LETTER.search(assistant) or self.language(self.measure(user, answer=False)) != "zh":
+                if not ANY_LETTER.search(assistant) or self.language(self.measure(user, answer=False)) != "zh":
                     continue
                 r, d, _, _ = self.judge_answer(f"history[{i}].assistant", assistant, user, "", system, "none")
                 if r is not None:
@@ -586,8 +360,8 @@ class LanguageStage(RecordStage):
         ins = pc.fill_null(batch.column("instruction"), "")
         out = pc.fill_null(batch.column("output"), "")
         mask = pc.and_(
-            pc.and_(pc.invert(pc.match_substring_regex(ins, _RE2_LETTER)), pc.match_substring_regex(ins, _RE2_HAN)),
-            pc.invert(pc.match_substring_regex(out, _RE2_LETTER)),
+            pc.and_(pc.invert(pc.match_substring_regex(ins, RE2_LETTER)), pc.match_substring_regex(ins, RE2_HAN)),
+            pc.invert(pc.match_substring_regex(out, RE2_LETTER)),
         )
         if self.p.check_history:
             turns = pc.fill_null(pc.list_value_length(batch.column("history")), 0)

@@ -135,3 +135,25 @@ def prompt_words(*texts: str) -> set[str]:
     """The lower-cased Latin words of the prompt texts: an answer may repeat them."""
     words = {w.lower() for t in texts if t for w in _WORD2.findall(t)}
     return words | {s for w in words for s in stems(w)}
+
+
+def offending(words: tuple[str, ...], vocab: set[str], terms: frozenset[str]) -> list[str]:
+    """The words that are neither ``terms``, names, acronyms, parts of names, nor in the prompt (``vocab``)."""
+    pinyin = pinyin_words(words)
+    out = []
+    last = len(words) - 1
+    for k, w in enumerate(words):
+        lw = w.lower()
+        if lw in terms or k in pinyin or (vocab and in_vocab(lw, vocab)):
+            continue
+        if not w.islower():
+            if w.isupper():
+                continue  # an acronym or an operator (search syntax: OR, AND, NOT)
+            if lw not in FUNCTION_WORDS and not (lw in CHAT_WORDS and not title_next(words, k)):
+                continue  # a name ("Google"); but "Anyway，我们走吧" and "我觉得Amazing" are no names
+            if k < last and words[k + 1][0].isupper():
+                continue  # a title in title case: "The Tickle Monster", "There Will Come Soft Rains"
+        elif lw in NAME_LINKS and inside_name(words, k):
+            continue
+        out.append(w)
+    return out
