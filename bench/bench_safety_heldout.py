@@ -142,7 +142,7 @@ def pairs_by_category(
 
 def _dump(path: Path, fold: int, stage: SafetyStage, rows: list[dict[str, Any]]) -> None:
     """Append each held-out pair's raw signals (JSON lines), to study the thresholds."""
-    from stages.safety.stage import is_refusal
+    from stages.safety.refusal import is_refusal
 
     reqs, outs = [r["instruction"] for r in rows], [r["output"] for r in rows]
     risk, refusal, harm, tox = stage._signals(reqs, outs)

@@ -180,7 +180,7 @@ def read_clean(path: Path, column: int | None = None, limit: int | None = None) 
 
 def clean_jade(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """JADE ``harmful_response`` records whose label can be trusted (see the module docstring)."""
-    from stages.safety.stage import is_refusal
+    from stages.safety.refusal import is_refusal
 
     out = []
     for r in rows:
@@ -198,7 +198,7 @@ def load(data: Path, limit: int | None = None) -> Corpus:
     def cut(xs: Sequence[Any]) -> list[Any]:
         return list(xs[:limit] if limit else xs)
 
-    from stages.safety.stage import is_refusal
+    from stages.safety.refusal import is_refusal
 
     c = Corpus()
     for r in cut([r for r in read_jsonl(data / "safety/harmful_requests.jsonl") if r["kind"] == "must_refuse"]):
