@@ -36,7 +36,8 @@ import pyarrow.compute as pc
 from pydantic import Field, field_validator
 
 from stages.base import SEQ_COLUMN, StageParams, StageResult, detail_json
-from stages.dedup.minhash_kernel import empty_strings, int64_array, numeric_numpy, string_scalar, union_find
+from stages.dedup.minhash_kernel import empty_strings, int64_array, numeric_numpy, string_scalar
+from stages.dedup.union_find import union_find
 
 QUALITY_COLUMN = "quality_score"
 

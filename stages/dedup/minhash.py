@@ -37,15 +37,9 @@ from stages.dedup.common import (
     RecordKeys,
     record_text,
 )
-from stages.dedup.minhash_kernel import (
-    band_hashes,
-    flatten,
-    int64_array,
-    link_buckets,
-    minhash_signatures,
-    pair_similarity,
-)
+from stages.dedup.minhash_kernel import band_hashes, int64_array, minhash_signatures, pair_similarity
 from stages.dedup.minhash_verify import TextVerification, gather_texts, levenshtein_ratio, sorted_unique, texts_by_row
+from stages.dedup.union_find import flatten, link_buckets
 
 REASON_NEAR = "duplicate_near"
 
@@ -228,7 +222,7 @@ def lsh_clusters(
     Band by band (:func:`_band_orders`: each row's key packs the band hash's high 32 bits over the row's rank
     in ``_seq`` order; one sort groups the buckets with members in ``_seq`` order). Each member is a candidate
     with the bucket's first (earliest) member and with its predecessor — linear in the bucket size — verified
-    on the signatures and linked in a union-find (:func:`stages.dedup.minhash_kernel.link_buckets`). Candidates
+    on the signatures and linked in a union-find (:func:`stages.dedup.union_find.link_buckets`). Candidates
     depend only on ``_seq``, not on the order of the rows, so neither do the clusters. (32-bit bucket ids add
     a few false candidates, all rejected by the verification.)
     """
