@@ -14,8 +14,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.cli import main
+from pipeline.report.charts import safety_charts
 from pipeline.report.collect import ReportCollector
-from pipeline.report.html import _safety_charts
 from pipeline.report.report import safety_drops
 from stages.base import detail_json
 from tests.pipeline.report_fixtures import make_run
@@ -68,7 +68,7 @@ def test_classifier_drops_are_in_the_safety_chart() -> None:
         "safety/harmful_hate": {"n": 57, "detectors": {"classifier": 57}},
         "safety/harmful_weapons": {"n": 1, "detectors": {"lexicon": 1}},
     }
-    (chart,) = _safety_charts({"safety_drops": drops, "safety": {"categories": {}}})
+    (chart,) = safety_charts({"safety_drops": drops, "safety": {"categories": {}}})
     shown = [float(v) for v in re.findall(r"<title>[^<]*: ([\d.]+)</title>", chart)]
     assert sum(shown) == 58 and "(all 58)" in chart and "classifier" in chart and "hate" in chart
 
