@@ -12,7 +12,8 @@ from collections.abc import Iterator, MutableMapping
 
 from stages.base import Stage
 
-# name -> "module:Class", in the canonical pipeline order. Add a stage here and it can be named in a recipe.
+# name -> "module:Class". Add a stage here (one line) and a recipe can name it; it joins the default recipe only
+# when it is also in DEFAULT_STAGES.
 _PATHS: dict[str, str] = {
     "normalize": "stages.normalize.stage:NormalizeStage",
     "safety": "stages.safety.stage:SafetyStage",
@@ -61,5 +62,14 @@ class _Stages(MutableMapping[str, type[Stage]]):
 
 STAGES: MutableMapping[str, type[Stage]] = _Stages(_PATHS)
 
-# The stages the default recipe (`zhcurate run --input ... --output ...`) runs, with default parameters.
-DEFAULT_STAGES: tuple[str, ...] = tuple(STAGES)
+# The stages the default recipe (`zhcurate run --input ... --output ...`) runs, in this order, with default parameters.
+DEFAULT_STAGES: tuple[str, ...] = (
+    "normalize",
+    "safety",
+    "language",
+    "mt_damage",
+    "quality",
+    "dedup_exact",
+    "dedup_minhash",
+    "dedup_semantic",
+)
