@@ -6,12 +6,16 @@ ledger, timings, checkpoints, progress). A stage never writes files and never pr
 
 Two shapes cover every stage:
 
-* :class:`RecordStage` — decides each record on its own: ``process(batch) -> StageResult``.
+* :class:`RecordStage` — decides each record on its own: ``process(batch) -> StageResult``. A stage that only
+  keeps or drops is a :class:`stages.filter.RecordFilter`: ``judge(record) -> Drop | None``, the base does the rest.
 * :class:`GlobalStage` — needs to see all records first (deduplication):
   ``fingerprint(batch)`` on every batch (may run in parallel), ``resolve(fingerprints)`` once over all of them,
   then ``decide(batch, resolution)`` on every batch.
 
 The same shape runs in-process, on a process pool and on Ray Data without the stage knowing which.
+
+Heavy resources (lexicons, models, a segmenter) are loaded in ``setup()`` into the attributes a stage names in
+``resources``; those are never pickled, so a worker gets the stage without them and loads its own.
 
 Besides the canonical columns (schemas/record.py) every batch carries ``_seq`` (int64): the record's position
 in the whole input (file order, then row). Use it for "earliest record" tie-breaks; it is dropped on write.
