@@ -40,7 +40,7 @@ from pipeline.engines.parts import (
 )
 from pipeline.read.reader import SEQ_FILE_SHIFT, WORK_SCHEMA, Reader, expand_inputs, id_prefixes
 from pipeline.recipe import Recipe, build_recipe
-from pipeline.registry import STAGES
+from pipeline.registry import DEFAULT_STAGES, STAGES
 from pipeline.report.collect import ReportCollector, _mix
 from pipeline.runner import Runner, RunOptions
 from schemas.errors import BalanceError
@@ -51,8 +51,8 @@ SAMPLES = ROOT / "samples" / "raw"
 READ_BATCH = 2  # read batches of 2 units ...
 PART_ROWS = 3  # ... and parts of at least 3 units: several parts per sample file
 RUN_BATCH = 4
-# every registered stage but the semantic one (its model would cost more than this whole file)
-RUN_STAGES: list[Any] = [{name: {}} for name in STAGES if name != "dedup_semantic"]
+# every default stage but the semantic one (its model would cost more than this whole file)
+RUN_STAGES: list[Any] = [{name: {}} for name in DEFAULT_STAGES if name != "dedup_semantic"]
 TIMING_KEYS = {"seconds", "records_per_s", "report_seconds", "started_at", "finished_at", "versions"}
 
 
