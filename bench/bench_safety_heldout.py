@@ -31,13 +31,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.bench_safety import decide  # noqa: E402
+from pipeline.tools.safety_corpus import Corpus, clean_jade, load, read_jsonl  # noqa: E402
 from pipeline.tools.train_safety import (  # noqa: E402
     REQUEST_FP,
-    Corpus,
-    clean_jade,
     fit_category,
-    load,
-    read_jsonl,
     train_harm,
     train_refusal,
     train_request,

@@ -14,8 +14,8 @@ import pytest
 from pydantic import ValidationError
 
 from pipeline.registry import STAGES
+from pipeline.tools.safety_corpus import source_category
 from pipeline.tools.train_safety import main as train_main
-from pipeline.tools.train_safety import source_category
 from schemas.errors import ConfigError
 from stages.base import StageResult
 from stages.safety.categories import CATEGORIES, CATEGORY_TC260, TC260, Category
