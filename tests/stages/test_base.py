@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import pickle
 import threading
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -45,3 +47,18 @@ def test_resources_are_not_pickled_and_are_loaded_again() -> None:
     batch = pa.table({"output": ["网络诈骗的手法", "春天来了"]})
     assert copy.process(batch).reasons == ["term", None]
     assert copy.loads == 2 and stage._terms is not None  # the original keeps its own
+
+
+def test_stages_stand_alone() -> None:
+    """No module under stages/ imports pipeline/ or prints: a stage returns decisions, the runner keeps the books."""
+    root = Path(__file__).resolve().parents[2] / "stages"
+    found: list[str] = []
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            found += [f"{path.name}: import {n}" for n in names if n == "pipeline" or n.startswith("pipeline.")]
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "print":
+                found.append(f"{path.name}:{node.lineno}: print()")
+    assert len(list(root.rglob("*.py"))) > 20 and found == []
