@@ -66,11 +66,6 @@ class StageResult:
         if len(self.reasons) != n or len(self.details) != n:
             raise ValueError(f"StageResult: {n} rows but {len(self.reasons)} reasons and {len(self.details)} details")
 
-    @classmethod
-    def keep_all(cls, table: pa.Table, counters: dict[str, int] | None = None) -> StageResult:
-        n = table.num_rows
-        return cls(table, [None] * n, [None] * n, dict(counters or {}))
-
 
 class Stage(ABC):
     """Common part of both stage shapes."""
