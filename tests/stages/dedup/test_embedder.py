@@ -188,3 +188,22 @@ def test_student_training_is_reproducible_with_a_seed() -> None:
     assert runs[0][0].shape == (tokenizer.get_vocab_size(), 8)
     assert np.abs(runs[0][0]).sum() > 0
     assert 0.0 <= runs[0][1]["heldout_zh_en_top1"] <= 1.0
+
+
+def test_teacher_sentences_are_drawn_in_disjoint_seeded_rounds() -> None:
+    from pipeline.tools.distil_embedder import sample_rounds, sample_sentences
+
+    corpus = {
+        "tatoeba": [f"我{i}点起床。" for i in range(40)],
+        "alpaca_instruction": [f"列出{i}种水果" for i in range(30)],
+    }
+    rounds = ({"tatoeba": 10, "alpaca_instruction": 5}, {"tatoeba": 50, "alpaca_instruction": 3})
+    first, second = sample_rounds(corpus, rounds, seed=13)
+    # round 1 is the plain sample, so the first model's cached teacher vectors still serve it
+    assert first == sample_sentences(corpus, rounds[0], 13)
+    assert len(first) == 15 and not set(first) & set(second)
+    # a quota above what is left takes the rest: every Tatoeba sentence is used once
+    assert sum(text in first + second for text in corpus["tatoeba"]) == 40
+    assert len(second) == 30 + 3
+    assert sample_rounds(corpus, rounds, seed=13) == [first, second]
+    assert sample_rounds(corpus, rounds, seed=14)[0] != first
