@@ -62,11 +62,6 @@ class StageResult:
         if len(self.reasons) != n or len(self.details) != n:
             raise ValueError(f"StageResult: {n} rows but {len(self.reasons)} reasons and {len(self.details)} details")
 
-    @classmethod
-    def keep_all(cls, table: pa.Table, counters: dict[str, int] | None = None) -> StageResult:
-        n = table.num_rows
-        return cls(table, [None] * n, [None] * n, dict(counters or {}))
-
 
 class Stage(ABC):
     """Common part of both stage shapes."""
@@ -126,8 +121,8 @@ class GlobalStage(Stage):
         return {}
 
     # Optional second, compact pass (e.g. the texts of candidate pairs only): when ``needs_records`` says the
-    # resolution is provisional, the engine runs ``gather(batch, resolution)`` on every batch and then
-    # ``complete(resolution, gathered)`` (gathered pieces in input order) gives the final resolution.
+    # resolution is provisional, the runner has every engine run ``gather(batch, resolution)`` on every batch and
+    # then ``complete(resolution, gathered)`` (gathered pieces in input order) gives the final resolution.
 
     def needs_records(self, resolution: Any) -> bool:
         """Whether ``resolution`` must still be completed from some records (default: never)."""

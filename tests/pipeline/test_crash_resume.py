@@ -71,14 +71,13 @@ def test_kill_9_mid_step_then_resume(step: str, dataset: Path, reference: Path, 
     out = tmp_path / "out"
     recipe = write_recipe(tmp_path / "r.yaml", dataset, out, KILL_STAGES)
     index = 0 if step == "read" else KILL_STAGES.index(step) + 1
-    # a step's kept records (or, inside a fused run of record stages, its ledger) are being written
-    markers = (f"{index:02d}_{step}.parquet.tmp-", f"{index:02d}_{step}.rejected.parquet.tmp-")
+    # a part of the step (its kept records, or inside a fused pass its ledger) is being written
+    step_dir = out / ".zhcurate" / f"{index:02d}_{step}"
     proc = cli("run", str(recipe), "--quiet")
     deadline = time.monotonic() + 60
     killed = False
     while time.monotonic() < deadline and proc.poll() is None:
-        work = out / ".zhcurate"
-        if work.is_dir() and any(m in f.name for f in work.iterdir() for m in markers):
+        if step_dir.is_dir() and any(".tmp-" in f.name for f in step_dir.rglob("*")):
             os.kill(proc.pid, signal.SIGKILL)
             killed = True
             break

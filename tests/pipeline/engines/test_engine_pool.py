@@ -90,7 +90,7 @@ def test_one_pool_for_the_run_and_one_setup_per_worker(tmp_path: Path, pid_stage
         assert pids(counters, "setups") == dict.fromkeys(pids(counters, "batches"), 1)
     work = tmp_path / "w2" / ".zhcurate"
     # t_pid and normalize are one pass: one checkpoint (after normalize), a ledger each
-    assert not (work / "01_t_pid.parquet").exists() and (work / "02_normalize.parquet").exists()
+    assert not (work / "01_t_pid" / "kept").exists() and (work / "02_normalize" / "kept").is_dir()
     assert json.loads((work / "01_t_pid.stats.json").read_text())["fused"] == ["t_pid", "normalize"]
     assert steps["t_pid"]["reasons"] == {"has_word": 1}  # 把下面的句子翻译成英文。
     assert steps["t_pid2"]["reasons"] == {"has_word": 2}  # 写一首关于春天的诗(歌), its twin with a space is a duplicate
