@@ -60,7 +60,8 @@ def write_outputs(
                     batch = batch.append_column(f.name, pa.nulls(batch.num_rows, f.type))
             rejected.write(batch)
     rejected.close()
-    sources = part_files(work / steps[0]["quarantine_file"], ".jsonl")
+    src = work / steps[0]["quarantine_file"]  # (one file in the checkpoints of older versions)
+    sources = [src] if src.suffix == ".jsonl" else part_files(src, ".jsonl")
     write_text_atomic(out / "quarantine.jsonl", "".join(f.read_text(encoding="utf-8") for f in sources))
     with open(out / "quarantine.jsonl", "rb") as f:
         n_quarantined = sum(1 for _ in f)
