@@ -204,21 +204,19 @@ class Runner:
         assert isinstance(stage, GlobalStage)
         name, units = self._name(k), self._units(prev)
         try:
-            bar = progress(f"{stage.name} (fingerprint)", len(units), self.opts.progress, sys.stderr)
             cache = stage.fingerprint_cache_params()
             key = fingerprint(prev["fingerprint"], stage.name, cache)
             path = self.work / f"{name}.fingerprints.pkl"
             fps = load_pickle(path, key) if cache is not None and self.opts.resume else None
             reused = fps is not None
             if fps is None:
-                fps = self._collect(Job("collect", [stage], self.recipe.batch_size), units, bar)
+                fps = self._collect(Job("collect", [stage], self.recipe.batch_size), units, prev["kept"], "fingerprint")
                 if cache is not None:
                     write_pickle_atomic(path, key, fps)
             resolution = stage.resolve(fps)
             if stage.needs_records(resolution):
                 job = Job("collect", [stage], self.recipe.batch_size, method="gather", context=resolution, light=True)
-                resolution = stage.complete(resolution, self._collect(job, units, bar))
-            bar.close()
+                resolution = stage.complete(resolution, self._collect(job, units, prev["kept"], "gather"))
             counters = Counter(stage.resolution_counters(resolution))
         except ZhcurateError:
             raise
@@ -228,11 +226,13 @@ class Runner:
         (stats,) = self._segment(k, k, prev, [decide], fingerprints_reused=reused, resolution_counters=counters)
         return stats
 
-    def _collect(self, job: Job, units: list[Any], bar: Any) -> list[Any]:
+    def _collect(self, job: Job, units: list[Any], rows: int, what: str) -> list[Any]:
+        bar = progress(f"{job.stages[0].name} ({what})", rows, self.opts.progress, sys.stderr)
         found = []
-        for results in self.engine.run(job, units):
+        for n, results in self.engine.run(job, units):
             found.extend(results)
-            bar.update(1)
+            bar.update(n)
+        bar.close()
         return found
 
 

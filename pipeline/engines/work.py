@@ -110,7 +110,7 @@ class Job:
 
 def run_unit(job: Job, unit: Unit) -> Any:
     """The job on one unit: ``segment`` -> a list, per part written, of one PartReport per step; ``collect`` ->
-    (the unit's first ``_seq``, the method's result for each batch)."""
+    (the unit's records, the method's result for each of its batches)."""
     if job.kind == "collect":
         table = read_row_groups(unit.path, unit.groups) if isinstance(unit, PartUnit) else unit.records  # type: ignore[union-attr]
         stage = job.stages[0]
@@ -118,7 +118,7 @@ def run_unit(job: Job, unit: Unit) -> Any:
         out = []
         for batch in _slices(table, job.batch_size):
             out.append(stage.fingerprint(batch) if job.method == "fingerprint" else stage.gather(batch, job.context))
-        return out
+        return table.num_rows, out
     if isinstance(unit, FileUnit):
         assert job.read is not None
         return [_segment(job, chunks) for chunks in file_parts(unit, job.read)]
