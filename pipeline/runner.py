@@ -164,7 +164,10 @@ class Runner:
         r = self.recipe
         read = ReadSpec(r.format, dict(r.fields), r.batch_size, PART_ROWS, os.getcwd()) if first == 0 else None
         dirs, schemas = [str(self.work / n) for n in names], [self.schemas[k] for k in ks if k]
-        job = Job("segment", stages, r.batch_size, dirs, schemas, read)
+        light = bool(stages) and isinstance(
+            stages[0], Decide
+        )  # cheap, with the whole resolution: the driver may keep it
+        job = Job("segment", stages, r.batch_size, dirs, schemas, read, light=light)
         units = self.engine.read_units(self.files, id_prefixes(self.files), read) if read else self._units(prev or {})
         label = "+".join(["read"] * (first == 0) + [s.name for s in stages])
         bar = progress(label, prev["kept"] if prev else None, self.opts.progress, sys.stderr)

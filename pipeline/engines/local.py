@@ -90,9 +90,10 @@ class LocalEngine:
 
     def __init__(self, workers: int = 1) -> None:
         self.workers = max(1, workers)
-        self._ready: set[int] = set()
+        # by id(), holding the stage itself: an id is not reused while its object lives
+        self._ready: dict[int, Stage] = {}
         self._pool: ProcessPoolExecutor | None = None
-        self._shipped: dict[int, tuple[str, bytes]] = {}
+        self._shipped: dict[int, tuple[Stage, str, bytes]] = {}
 
     def __enter__(self) -> LocalEngine:
         return self
@@ -105,6 +106,8 @@ class LocalEngine:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+        self._shipped.clear()
+        self._ready.clear()
 
     def read_units(self, files: list[Path], prefixes: list[str], spec: ReadSpec) -> Iterator[Unit]:
         """The inputs read here, a unit per reader batch (so the pool's workers share even one big file)."""
@@ -117,8 +120,10 @@ class LocalEngine:
     def _ship(self, stage: Stage) -> tuple[str, bytes]:
         """A token and the pickled stage, made once per stage object (workers set each token up once)."""
         if id(stage) not in self._shipped:
-            self._shipped[id(stage)] = (uuid.uuid4().hex, pickle.dumps(stage, protocol=pickle.HIGHEST_PROTOCOL))
-        return self._shipped[id(stage)]
+            blob = pickle.dumps(stage, protocol=pickle.HIGHEST_PROTOCOL)
+            self._shipped[id(stage)] = (stage, uuid.uuid4().hex, blob)
+        _, token, blob = self._shipped[id(stage)]
+        return token, blob
 
     def _get_pool(self) -> ProcessPoolExecutor:
         if self._pool is None:
@@ -141,7 +146,7 @@ class LocalEngine:
             for stage in job.stages:
                 if id(stage) not in self._ready:
                     stage.setup()
-                    self._ready.add(id(stage))
+                    self._ready[id(stage)] = stage
             for unit in units:
                 yield run_unit(job, unit)
             return
