@@ -169,7 +169,7 @@ class Runner:
         )  # cheap, with the whole resolution: the driver may keep it
         job = Job("segment", stages, r.batch_size, dirs, schemas, read, light=light)
         units = self.engine.read_units(self.files, id_prefixes(self.files), read) if read else self._units(prev or {})
-        label = "+".join(["read"] * (first == 0) + [s.name for s in stages])
+        label = "+".join(s.name for s in stages) or "read"
         bar = progress(label, prev["kept"] if prev else None, self.opts.progress, sys.stderr)
         per_step: list[list[Any]] = [[] for _ in ks]
         try:
