@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
-from schemas.errors import ConfigError
+from pipeline.checkpoint import clean_tmp, write_json_atomic
+from schemas.errors import ConfigError, OutputError
 
 RUN_FILE = "run.json"
 
@@ -58,3 +60,34 @@ def check_output_folder(
         f"the output folder {out} holds the outputs of {what} ({', '.join(present)}). "
         "Add --force to replace them, --resume to continue that run, or choose another --output."
     )
+
+
+def prepare_work_dir(out: Path, work: Path, outputs: tuple[str, ...], identity: dict[str, Any], resume: bool) -> None:
+    """Make the checkpoint folder (emptied unless ``resume``) and check that it is writable and that the disk has
+    room for about 3x the input; remove the previous outputs (they must never pass for this run's)."""
+    try:
+        work.mkdir(parents=True, exist_ok=True)
+        probe = work / f".write-probe-{os.getpid()}"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as e:
+        raise OutputError(
+            f"cannot write to the output directory {out}: {e.strerror or e}. Choose a writable --output."
+        ) from None
+    need = 3 * sum(os.path.getsize(f) for f in identity["inputs"])
+    free = shutil.disk_usage(work).free
+    if free < need:
+        raise OutputError(
+            f"not enough free disk space in {out}: {free / 1e6:.0f} MB free, about "
+            f"{need / 1e6:.0f} MB needed (3x the input). Free space or choose another --output."
+        )
+    if not resume:
+        for f in work.iterdir():
+            if f.is_file():
+                f.unlink()
+            elif f.is_dir():
+                shutil.rmtree(f)
+    clean_tmp(work)
+    for name in outputs:
+        (out / name).unlink(missing_ok=True)
+    write_json_atomic(work / RUN_FILE, identity)

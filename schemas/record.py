@@ -41,14 +41,6 @@ LEDGER_FIELDS = [
     ("detail", pa.string()),  # JSON text: matched term, score, duplicate_of, similarity, ...
 ]
 
-# Keys of each line of quarantine.jsonl.
-QUARANTINE_FIELDS = ("source", "line", "error", "raw")
-
-
-def rejected_schema(record_schema: pa.Schema) -> pa.Schema:
-    """The schema of rejected.parquet for a run whose records have ``record_schema``."""
-    return pa.schema(list(record_schema) + [pa.field(n, t) for n, t in LEDGER_FIELDS])
-
 
 def empty_canonical_table() -> pa.Table:
     return CANONICAL_SCHEMA.empty_table()

@@ -138,8 +138,8 @@ class GlobalStage(Stage):
         return {}
 
     # Optional second, compact pass (e.g. the texts of candidate pairs only): when ``needs_records`` says the
-    # resolution is provisional, the engine runs ``gather(batch, resolution)`` on every batch and then
-    # ``complete(resolution, gathered)`` (gathered pieces in input order) gives the final resolution.
+    # resolution is provisional, the runner has every engine run ``gather(batch, resolution)`` on every batch and
+    # then ``complete(resolution, gathered)`` (gathered pieces in input order) gives the final resolution.
 
     def needs_records(self, resolution: Any) -> bool:
         """Whether ``resolution`` must still be completed from some records (default: never)."""

@@ -62,11 +62,7 @@ class ExactDedupStage(GlobalStage):
         fps: list[ExactFingerprint] = list(fingerprints)
         keys = RecordKeys.concat([fp.keys for fp in fps])
         hashes = np.concatenate([fp.hashes for fp in fps]) if fps else np.empty((0, 2), np.uint64)
-        return self.resolve_labels(keys, _equal_row_labels(hashes))
-
-    def resolve_labels(self, keys: RecordKeys, labels: np.ndarray) -> DuplicateResolution:
-        """The resolution from the labels of equal content (an engine that groups hashes itself, as the Ray
-        engine does, may pass only the records of duplicate groups)."""
+        labels = _equal_row_labels(hashes)
         return DuplicateResolution.from_labels(keys, labels, lambda rows, kept: np.ones(len(rows)))
 
     def decide(self, batch: pa.Table, resolution: Any) -> StageResult:

@@ -135,12 +135,12 @@ class MinHashDedupStage(GlobalStage):
             row = np.empty(len(keys), np.int64)
             row[involved] = np.arange(len(involved))
             left, right = row[left], row[right]
-            return self.verify_candidates(sub, sig[involved], left, right, {"candidate_pairs": len(left), **short})
+            return self._verify_candidates(sub, sig[involved], left, right, {"candidate_pairs": len(left), **short})
         labels, verified, linked = lsh_clusters(sig, bands, rows, keys.seq, p.threshold)
         stats = {"candidates_verified": verified, "candidates_linked": linked, **short}
         return DuplicateResolution.from_labels(keys, labels, lambda a, b: pair_similarity(sig, a, b), stats)
 
-    def verify_candidates(
+    def _verify_candidates(
         self, keys: RecordKeys, signatures: np.ndarray, left: np.ndarray, right: np.ndarray, stats: dict[str, int]
     ) -> DuplicateResolution | TextVerification:
         """For ``verify: levenshtein | both``: the candidate pairs (rows of ``keys``/``signatures``, the records
@@ -183,35 +183,6 @@ class MinHashDedupStage(GlobalStage):
 
     def resolution_counters(self, resolution: Any) -> dict[str, int]:
         return resolution.counters()
-
-    # Optional banding hooks: an engine that groups band buckets on its own workers (the Ray engine, see
-    # pipeline/engines/ray_lsh.py) uses them instead of ``resolve`` and reaches the same resolution.
-
-    def band_buckets(self, signatures: np.ndarray) -> np.ndarray:
-        """(n, bands) uint32 bucket ids: the high 32 bits of each band hash, the buckets ``resolve`` uses."""
-        bands, rows = self.params.bands_rows
-        return (band_hashes(signatures, bands, rows) >> np.uint64(32)).astype(np.uint32)
-
-    def signature_similarity(self, signatures: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.ndarray:
-        return pair_similarity(signatures, left, right)
-
-    def accepts(self, similarity: np.ndarray) -> np.ndarray:
-        return similarity >= self.params.threshold
-
-    def fingerprint_counters(self, fingerprint: MinHashFingerprint) -> dict[str, int]:
-        return {"short_texts": fingerprint.short_texts}
-
-    @property
-    def verifies_texts(self) -> bool:
-        """Whether candidates are verified on the texts (``verify: levenshtein | both``): an engine then calls
-        :meth:`verify_candidates` with every candidate pair, and completes a pending result by ``gather``."""
-        return self.params.verify != "jaccard"
-
-    def resolve_verified(
-        self, keys: RecordKeys, signatures: np.ndarray, left: np.ndarray, right: np.ndarray, stats: dict[str, int]
-    ) -> DuplicateResolution:
-        """``resolve``'s last step, from verified pairs (rows of ``keys``/``signatures``)."""
-        return DuplicateResolution.from_pairs(keys, left, right, lambda a, b: pair_similarity(signatures, a, b), stats)
 
 
 def lsh_clusters(

@@ -61,7 +61,6 @@ from stages.dedup.common import DuplicateResolution, RecordKeys, choose_kept, cl
 from stages.dedup.semantic_index import Pairs, SearchConfig, SparseRows, similar_pairs
 from stages.dedup.semantic_pairs import (
     _dimension,
-    _hybrid,
     _idf_for,
     _model_digest,
     _row_cosine,
@@ -390,7 +389,7 @@ class SemanticDedupStage(GlobalStage):
         return self.resolve_pairs(keys, embeddings, ngrams, pairs, _zero_rows(embeddings), sides, texts)
 
     def search_config(self) -> SearchConfig:
-        """How :func:`stages.dedup.semantic_index.similar_pairs` (or a cluster engine) searches for candidates."""
+        """How :func:`stages.dedup.semantic_index.similar_pairs` searches for candidates."""
         return SearchConfig(
             threshold=self.search_threshold(),
             index=self.params.index,
@@ -401,13 +400,6 @@ class SemanticDedupStage(GlobalStage):
             seed=self.params.seed,
             threads=self.params.threads or os.cpu_count() or 1,
         )
-
-    def pair_similarity(self, cosine: np.ndarray, ngram_cosine: np.ndarray | None) -> np.ndarray:
-        """The stage's similarity of candidate pairs from their embedding cosine (as the search computed it)
-        and, for the hybrid, their n-gram TF-IDF cosine: what ``resolve`` compares with ``threshold``."""
-        if self.similarity() == "cosine" or ngram_cosine is None:
-            return cosine.astype(np.float32, copy=False)
-        return _hybrid(cosine, ngram_cosine)
 
     def resolve_pairs(
         self,

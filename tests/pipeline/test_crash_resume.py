@@ -16,6 +16,7 @@ import pytest
 
 from pipeline.cli import main
 from pipeline.registry import DEFAULT_STAGES, STAGES
+from stages.base import GlobalStage
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "samples" / "raw"
@@ -71,14 +72,17 @@ def test_kill_9_mid_step_then_resume(step: str, dataset: Path, reference: Path, 
     out = tmp_path / "out"
     recipe = write_recipe(tmp_path / "r.yaml", dataset, out, KILL_STAGES)
     index = 0 if step == "read" else KILL_STAGES.index(step) + 1
-    # a step's kept records (or, inside a fused run of record stages, its ledger) are being written
-    markers = (f"{index:02d}_{step}.parquet.tmp-", f"{index:02d}_{step}.rejected.parquet.tmp-")
+    # a part of the step is being written: for a step inside the fused first pass (read … quality), a part of
+    # any step of that pass (the pass writes its steps' parts together, unit by unit)
+    first_global = next(k for k, s in enumerate(KILL_STAGES, 1) if issubclass(STAGES[s], GlobalStage))
+    ks = range(first_global) if index < first_global else [index]
+    work = out / ".zhcurate"
+    dirs = [work / ("00_read" if k == 0 else f"{k:02d}_{KILL_STAGES[k - 1]}") for k in ks]
     proc = cli("run", str(recipe), "--quiet")
     deadline = time.monotonic() + 60
     killed = False
     while time.monotonic() < deadline and proc.poll() is None:
-        work = out / ".zhcurate"
-        if work.is_dir() and any(m in f.name for f in work.iterdir() for m in markers):
+        if any(".tmp-" in f.name for d in dirs if d.is_dir() for f in d.rglob("*")):
             os.kill(proc.pid, signal.SIGKILL)
             killed = True
             break

@@ -90,7 +90,7 @@ def test_one_pool_for_the_run_and_one_setup_per_worker(tmp_path: Path, pid_stage
         assert pids(counters, "setups") == dict.fromkeys(pids(counters, "batches"), 1)
     work = tmp_path / "w2" / ".zhcurate"
     # t_pid and normalize are one pass: one checkpoint (after normalize), a ledger each
-    assert not (work / "01_t_pid.parquet").exists() and (work / "02_normalize.parquet").exists()
+    assert not (work / "01_t_pid" / "kept").exists() and (work / "02_normalize" / "kept").is_dir()
     assert json.loads((work / "01_t_pid.stats.json").read_text())["fused"] == ["t_pid", "normalize"]
     assert steps["t_pid"]["reasons"] == {"has_word": 1}  # 把下面的句子翻译成英文。
     assert steps["t_pid2"]["reasons"] == {"has_word": 2}  # 写一首关于春天的诗(歌), its twin with a space is a duplicate
@@ -129,3 +129,31 @@ def test_a_failing_stage_is_named_from_a_worker_too(
     assert str(err.value) == "stage 't_fail' failed: ValueError: 无法处理这首诗"
     assert not (tmp_path / "cleaned.parquet").exists()
     assert not any(".tmp-" in f.name for f in (tmp_path / ".zhcurate").iterdir())  # nothing half-written left
+
+
+def test_each_new_stage_object_runs_as_itself_on_the_pool(tmp_path: Path) -> None:
+    """A stage made for one step and then dropped (a dedup stage's decisions are one) must never pass for the next
+    one on the workers, though CPython may give the new object the old one's id(): each of eight stages, made and
+    dropped in turn, drops the records with its own word."""
+    from pipeline.engines.local import LocalEngine
+    from pipeline.engines.parts import REJECTED, part_files
+    from pipeline.engines.work import ChunkUnit, Job
+    from pipeline.read.reader import WORK_SCHEMA
+
+    words = ["诗", "翻译", "春天", "解释", "写", "什么", "一", "的"]
+    empty = {"source": "t", "system": "", "input": "", "output": "好的。", "history": []}
+    rows = [{"id": f"t#{i}", "instruction": w + "。", "_seq": i, **empty} for i, w in enumerate(words)]
+    records = pa.Table.from_pylist(rows, schema=WORK_SCHEMA)
+
+    def dropped_by_a_new_stage(engine: LocalEngine, n: int, word: str) -> list[str]:
+        step = tmp_path / f"{n:02d}"
+        job = Job("segment", [PidStage(PidParams(drop_word=word))], 8, [str(step)], [WORK_SCHEMA])
+        (parts,) = list(engine.run(job, [ChunkUnit(0, records, [], [], 8)]))
+        ((report,),) = parts
+        dropped: list[str] = pq.read_table(part_files(step / REJECTED)[0]).column("instruction").to_pylist()
+        assert report.dropped == len(dropped)
+        return dropped  # the stage is gone now: the next one may get its id
+
+    with LocalEngine(2) as engine:
+        for n, word in enumerate(words):
+            assert dropped_by_a_new_stage(engine, n, word) == [word + "。"]

@@ -1,6 +1,6 @@
 """dedup_minhash's text verification (``verify: levenshtein | both``): short Chinese texts with one or two changed
 characters, minimal pairs that change meaning, the second pass that gathers only candidate texts, determinism,
-and the same result through the runner on the local and the parts engines."""
+and the same result through the runner in one process and on a pool of two workers."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.engines.local import LocalEngine, complete
+from pipeline.engines.local import LocalEngine
 from pipeline.recipe import build_recipe
 from pipeline.runner import Runner, RunOptions
 from stages.dedup.minhash import REASON_NEAR, MinHashDedupStage, MinHashParams
@@ -51,7 +51,9 @@ def batches_of(texts: list[str], size: int = 4, order_seed: int | None = None) -
 
 def run(stage: MinHashDedupStage, batches: list[pa.Table]) -> dict[str, dict]:
     """fingerprint → resolve → (gather → complete) → decide; id -> detail of every dropped record."""
-    resolution = complete(LocalEngine(), stage, stage.resolve([stage.fingerprint(b) for b in batches]), lambda: batches)
+    resolution = stage.resolve([stage.fingerprint(b) for b in batches])
+    if stage.needs_records(resolution):
+        resolution = stage.complete(resolution, [stage.gather(b, resolution) for b in batches])
     dropped = {}
     for b in batches:
         result = stage.decide(b, resolution)
@@ -133,10 +135,8 @@ def test_normalized_texts_and_ratio() -> None:
     assert at[0] == 0.85 and at[0] >= 0.85
 
 
-@pytest.mark.parametrize("parts", [False, True])
-def test_runner_completes_the_second_pass_on_every_engine(tmp_path: Path, parts: bool) -> None:
-    from tests.pipeline.engines.test_parts import InProcessPartsEngine
-
+@pytest.mark.parametrize("workers", [1, 2])
+def test_runner_completes_the_second_pass_on_every_engine(tmp_path: Path, workers: int) -> None:
     texts = [t for family in SHORT for t in family] + DISTINCT
     data = tmp_path / "in.jsonl"
     data.write_text(
@@ -148,8 +148,8 @@ def test_runner_completes_the_second_pass_on_every_engine(tmp_path: Path, parts:
     stages = [{"dedup_minhash": {"verify": "levenshtein", "fields": ["instruction"]}}]
     raw = {"input": [str(data)], "output": str(tmp_path / "out"), "stages": stages, "batch_size": 4}
     recipe = build_recipe(raw, base_dir=None, source="t")
-    engine = InProcessPartsEngine(block_rows=5) if parts else LocalEngine(1)
-    Runner(recipe, RunOptions(output=tmp_path / "out", progress=False), engine=engine).run()
+    with LocalEngine(workers) as engine:
+        Runner(recipe, RunOptions(output=tmp_path / "out", progress=False), engine=engine).run()
     rejected = pq.read_table(tmp_path / "out" / "rejected.parquet").to_pylist()
     assert sorted(r["instruction"] for r in rejected) == sorted(t for family in SHORT for t in family[1:])
     assert {r["reason"] for r in rejected} == {REASON_NEAR}
