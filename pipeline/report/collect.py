@@ -27,7 +27,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.report.tasktypes import count_task_types, verb_object
+from pipeline.report.tasktypes import count_task_types, verb_objects
 
 LENGTH_EDGES: tuple[int, ...] = (0, 1, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
 """Left edges of the length bins (characters); the last bin is open-ended."""
@@ -313,8 +313,7 @@ class ReportCollector:
         """Leading verb–object counts over the sampled instructions (jieba part-of-speech tagging)."""
         pairs: Counter[tuple[str, str]] = Counter()
         no_verb = 0
-        for text in self._sample_text:
-            vo = verb_object(text)
+        for vo in verb_objects(self._sample_text):
             if vo is None:
                 no_verb += 1
             else:
