@@ -144,3 +144,10 @@ def test_bench_file_equals_per_record(tmp_path: Path, monkeypatch: pytest.Monkey
         per_record(m)
         assert got == read_all([path], 5000)
     assert sum(len(c[0]) for c in got[:-1]) == len(rows) > 20000
+
+
+def test_whitespace_is_what_str_strip_removes() -> None:
+    import sys
+
+    assert list(fast.SPACES) == [c for c in range(sys.maxunicode + 1) if chr(c).isspace()]
+    assert all(chr(c).strip() == "" for c in fast.SPACES)
