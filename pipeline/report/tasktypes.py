@@ -107,6 +107,8 @@ def classify_column(table: pa.Table) -> np.ndarray:
     instr = pc.fill_null(table.column("instruction"), "")
     inp = pc.fill_null(table.column("input"), "")
     text = pc.if_else(pc.equal(inp, ""), instr, pc.binary_join_element_wise(instr, inp, "\n"))
+    if isinstance(text, pa.ChunkedArray):  # one regex compilation per rule, not one per chunk
+        text = text.combine_chunks()
     # Apply the rules from last to first so that the first matching rule wins.
     for k in range(len(RULES) - 1, -1, -1):
         hit = pc.match_substring_regex(text, RULES[k].pattern).to_numpy(zero_copy_only=False)
