@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import json
+import marshal
 import os
 import re
+import sys
 import tempfile
 import threading
 from collections.abc import Iterable, Iterator
@@ -62,7 +63,7 @@ def _jieba_dir() -> Path:
 def cache_dir() -> Path:
     """The cache folder for the installed jieba (its name changes when jieba's dictionary or model does)."""
     root = _jieba_dir()
-    stamp = [FORMAT]
+    stamp: list[Any] = [FORMAT, sys.version]  # marshal's format is Python's
     for name in ("dict.txt", "posseg/char_state_tab.py", "posseg/prob_emit.py", "posseg/prob_trans.py"):
         st = (root / name).stat()
         stamp += [st.st_size, st.st_mtime_ns]
@@ -133,7 +134,7 @@ def _write(folder: Path, tables: dict[str, Any]) -> None:
     for name in ("emit", "char_states"):
         with pa.OSFile(str(tmp / f"{name}.arrow"), "wb") as f, pa.ipc.new_file(f, tables[name].schema) as w:
             w.write_table(tables[name])
-    (tmp / "meta.json").write_text(json.dumps(tables["meta"]), encoding="utf-8")
+    (tmp / "meta.marshal").write_bytes(marshal.dumps(tables["meta"]))
     try:
         os.replace(tmp, folder)
     except OSError:  # another process wrote it first
@@ -144,7 +145,7 @@ def _write(folder: Path, tables: dict[str, Any]) -> None:
 
 def _load() -> dict[str, Any]:
     folder = cache_dir()
-    if not (folder / "meta.json").is_file():
+    if not (folder / "meta.marshal").is_file():
         tables = _build_tables()
         try:
             _write(folder, tables)
@@ -155,7 +156,7 @@ def _load() -> dict[str, Any]:
         "words": [words.get_batch(i) for i in range(words.num_record_batches)],
         "emit": pa.ipc.open_file(pa.memory_map(str(folder / "emit.arrow"))).read_all(),
         "char_states": pa.ipc.open_file(pa.memory_map(str(folder / "char_states.arrow"))).read_all(),
-        "meta": json.loads((folder / "meta.json").read_text(encoding="utf-8")),
+        "meta": marshal.loads((folder / "meta.marshal").read_bytes()),
     }
 
 
@@ -275,13 +276,18 @@ class SampleTagger:
             obs_states = set(states.get(obs[t], all_states)) & prev_states_expect_next
             if not obs_states:
                 obs_states = prev_states_expect_next if prev_states_expect_next else set(all_states)
+            prev_v = v[t - 1]
             for y in obs_states:
-                prob, state = max(
-                    (v[t - 1][y0] + trans_p[y0].get(y, MIN_INF) + emit_p[y].get(obs[t], MIN_FLOAT), y0)
-                    for y0 in prev_states
+                emit = emit_p[y].get(obs[t], MIN_FLOAT)
+                # jieba scores every predecessor; one without a transition to y scores -inf and cannot win
+                # unless all do, and then the full expression below decides as jieba does
+                best = max(
+                    ((prev_v[y0] + tr[y] + emit, y0) for y0 in prev_states if y in (tr := trans_p[y0])),
+                    default=(MIN_INF, None),
                 )
-                v[t][y] = prob
-                mem_path[t][y] = state
+                if best[0] == MIN_INF:
+                    best = max((prev_v[y0] + trans_p[y0].get(y, MIN_INF) + emit, y0) for y0 in prev_states)
+                v[t][y], mem_path[t][y] = best
         _, state = max((v[-1][y], y) for y in mem_path[-1].keys())
         route: list[Any] = [None] * len(obs)
         i = len(obs) - 1

@@ -89,7 +89,7 @@ def test_texts_added_later_extend_the_tables(cache: Path) -> None:
 def test_the_tables_are_cached_and_read_back(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     SampleTagger().add(["翻译这句话"])
     folder = pos.cache_dir()
-    assert folder.parent == cache and (folder / "words.arrow").is_file() and (folder / "meta.json").is_file()
+    assert folder.parent == cache and (folder / "words.arrow").is_file() and (folder / "meta.marshal").is_file()
 
     def no_build() -> None:
         raise AssertionError("built again instead of read from the cache")
