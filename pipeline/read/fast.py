@@ -99,10 +99,9 @@ def _utf8_ok(data: bytes) -> bool:
     return True
 
 
-def _parse(lines: list[bytes], schema: pa.Schema) -> pa.Table:
+def _parse(data: bytes, schema: pa.Schema) -> pa.Table:
     import pyarrow.json as pj
 
-    data = b"\n".join(lines)
     return pj.read_json(
         io.BytesIO(data),
         read_options=pj.ReadOptions(use_threads=False, block_size=len(data) + 1),
@@ -113,12 +112,17 @@ def _parse(lines: list[bytes], schema: pa.Schema) -> pa.Table:
 _ROW = re.compile(r"in row (\d+)")
 
 
-def _parse_lines(lines: list[bytes], index: list[int], schema: pa.Schema, slow: set[int]) -> list[pa.Table]:
-    """Tables of the lines that parse (in order); the indices of lines that do not are added to ``slow``."""
+def _parse_lines(
+    lines: list[bytes], index: list[int], schema: pa.Schema, slow: set[int], data: bytes | None = None
+) -> list[pa.Table]:
+    """Tables of the lines that parse (in order); the indices of lines that do not are added to ``slow``.
+    ``data``: all the lines joined, when ``index`` is all of them."""
     if not index:
         return []
     try:
-        table = _parse([lines[i] for i in index], schema)
+        table = _parse(
+            data if data is not None and len(index) == len(lines) else b"\n".join(lines[i] for i in index), schema
+        )
     except (pa.ArrowException, ValueError) as e:  # ArrowInvalid; a message with invalid UTF-8
         if len(index) == 1:
             slow.add(index[0])
@@ -145,11 +149,12 @@ def parse_alpaca(lines: list[bytes]) -> tuple[pa.Table, set[int]]:
         slow.update(i for i, line in enumerate(lines) if _SURROGATE_ESCAPE.search(line))
     if not _utf8_ok(data):
         slow.update(i for i, line in enumerate(lines) if not _utf8_ok(line))
+    # a line Arrow parses nested _DEEP deep holds 2 * _DEEP brackets
     slow.update(
-        i for i, line in enumerate(lines) if len(line) >= _DEEP and line.count(b"{") + line.count(b"[") >= _DEEP
+        i for i, line in enumerate(lines) if len(line) >= 2 * _DEEP and line.count(b"{") + line.count(b"[") >= _DEEP
     )
     schema = _WITH_HISTORY if b'"history"' in data else _SCHEMA
-    parts = _parse_lines(lines, [i for i in range(len(lines)) if i not in slow], schema, slow)
+    parts = _parse_lines(lines, [i for i in range(len(lines)) if i not in slow], schema, slow, data)
     if not parts:
         return pa.table({**{k: pa.array([], pa.string()) for k in _TEXT}, "_i": pa.array([], pa.int64())}), slow
     table = pa.concat_tables(parts)
