@@ -157,19 +157,66 @@ def parse_alpaca(lines: list[bytes]) -> tuple[pa.Table, set[int]]:
     parts = _parse_lines(lines, [i for i in range(len(lines)) if i not in slow], schema, slow, data)
     if not parts:
         return pa.table({**{k: pa.array([], pa.string()) for k in _TEXT}, "_i": pa.array([], pa.int64())}), slow
-    table = pa.concat_tables(parts)
+    table, more = _undecided(pa.concat_tables(parts))
+    return table, slow | more
+
+
+def _undecided(table: pa.Table) -> tuple[pa.Table, set[int]]:
+    """The rows whose outcome the columns decide, and the ``_i`` of those the per-record path must read: a null
+    instruction or output, a non-empty history, or a record of whitespace only (``empty_record``)."""
     bad = pc.or_(pc.is_null(table.column("instruction")), pc.is_null(table.column("output")))
     if "history" in table.column_names:
         bad = pc.or_(bad, pc.fill_null(pc.greater(pc.list_value_length(table.column("history")), 0), False))
     blank = pc.match_substring_regex(table.column("instruction"), _BLANK)
     if pc.any(blank).as_py():
         for key in ("input", "output"):
-            blank = pc.and_(blank, pc.fill_null(pc.match_substring_regex(table.column(key), _BLANK), True))
+            if key in table.column_names:
+                blank = pc.and_(blank, pc.fill_null(pc.match_substring_regex(table.column(key), _BLANK), True))
         bad = pc.or_(bad, pc.fill_null(blank, False))
-    if pc.any(bad).as_py():
-        slow.update(table.column("_i").filter(bad).to_pylist())
-        table = table.filter(pc.invert(bad))
-    return table, slow
+    if not pc.any(bad).as_py():
+        return table, set()
+    return table.filter(pc.invert(bad)), set(table.column("_i").filter(bad).to_pylist())
+
+
+_STRINGS = (pa.string(), pa.large_string())
+_HISTORIES = (pa.list_(pa.list_(pa.string())), pa.list_(pa.struct([("user", pa.string()), ("assistant", pa.string())])))
+
+
+def parquet_alpaca_columns(schema: pa.Schema) -> bool:
+    """Whether a Parquet file's columns are plain Alpaca that this path reads: string ``instruction`` and
+    ``output``, optional string ``input`` / ``system``, an optional list ``history`` (other columns are ignored,
+    as the per-record path ignores them)."""
+    names = schema.names
+    if "instruction" not in names or "output" not in names or len(set(names)) != len(names):
+        return False
+    for key in ("instruction", "output", "input", "system"):
+        if key in names and schema.field(key).type not in _STRINGS:
+            return False
+    if "history" in names:
+        kind = schema.field("history").type
+        if not any(kind.equals(h, check_metadata=False) or _same_shape(kind, h) for h in _HISTORIES):
+            return False
+    return True
+
+
+def _same_shape(kind: pa.DataType, expected: pa.DataType) -> bool:
+    """List types equal up to the name of the list item (Parquet files name it ``element`` or ``item``)."""
+    if not (pa.types.is_list(kind) and pa.types.is_list(expected)):
+        return kind.equals(expected)
+    return _same_shape(kind.value_type, expected.value_type)
+
+
+def parquet_alpaca(table: pa.Table) -> tuple[pa.Table, set[int]]:
+    """Like :func:`parse_alpaca`, for a slice of a Parquet file whose columns passed
+    :func:`parquet_alpaca_columns` (the strings were checked to be valid UTF-8 by Arrow)."""
+    names = table.column_names
+    cols = {
+        k: table.column(k).cast(pa.string()) if k in names else pa.nulls(table.num_rows, pa.string()) for k in _TEXT
+    }
+    if "history" in names:
+        cols["history"] = table.column("history")
+    cols["_i"] = pa.array(np.arange(table.num_rows, dtype=np.int64))
+    return _undecided(pa.table(cols))
 
 
 def canonical(table: pa.Table, row0: int, seq0: int, prefix: str, source: str) -> pa.Table:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -142,6 +143,11 @@ class Reader:
             if det is not None and self._fast_file(where, info, det, decided):
                 yield from self._read_fast(where, info, det, prefix, seq, batch)
                 continue
+            simple = not self.fields and fmt in (None, "alpaca") and info.container == "parquet"
+            pf = self._parquet_file(where, info, decided) if simple else None
+            if pf is not None:
+                yield from self._read_parquet(pf, info, prefix, seq, batch)
+                continue
             for unit in iter_units(where, info):
                 info.units += 1
                 if isinstance(unit.obj, dict) and not info.first_keys:
@@ -188,21 +194,65 @@ class Reader:
         for lines, numbers in fast.line_blocks(path, self.batch_size - batch.count, self.batch_size):
             info.units += len(lines)
             table, slow = fast.parse_alpaca(lines)
-            good = fast.canonical(table, row0, seq, prefix, info.path)
-            if slow:
-                rows: list[dict[str, Any]] = []
-                for i in sorted(slow):
-                    unit = jsonl_unit(lines[i], row0 + i, numbers[i], det)
-                    self._book(unit, info, prefix, seq + i, "alpaca", None, batch, rows)
-                if rows:
-                    extra = pa.Table.from_pylist(rows, schema=WORK_SCHEMA)
-                    good = pa.concat_tables([good, extra])
-                    good = good.take(pc.sort_indices(good, [(SEQ_COLUMN, "ascending")]))
-            batch.add_table(good)
+            units = [(i, jsonl_unit(lines[i], row0 + i, numbers[i], det)) for i in sorted(slow)]
+            self._add_decided(fast.canonical(table, row0, seq, prefix, info.path), units, info, prefix, seq, batch)
             row0 += len(lines)
             seq += len(lines)
             if batch.count >= self.batch_size:
                 yield batch.chunk()
+
+    def _parquet_file(self, path: Path, info: FileInfo, decided: bool) -> Any:
+        """The open Parquet file when its columns are plain Alpaca (else None: the per-record path reads it)."""
+        import pyarrow.parquet as pq
+
+        try:
+            pf = pq.ParquetFile(path, pre_buffer=False)
+        except Exception:  # pyarrow raises several types for a non-Parquet file: the per-record path says which
+            return None
+        names = pf.schema_arrow.names
+        if pf.metadata.num_rows == 0 or not fast.parquet_alpaca_columns(pf.schema_arrow):
+            return None
+        if not decided:
+            layout = detect_layout(dict.fromkeys(names))  # a layout is chosen by the keys of the first record
+            if layout is None or layout.name != "alpaca" or layout.fields or layout.convert is not None:
+                return None
+            info.layout = layout.describe()
+        info.encoding = "binary (Parquet)"
+        info.format = "alpaca"
+        info.first_keys = [str(key) for key in names[:20]]
+        return pf
+
+    def _read_parquet(self, pf: Any, info: FileInfo, prefix: str, seq: int, batch: _Batch) -> Iterator[ReadChunk]:
+        """A Parquet file of plain Alpaca columns, in slices that fill the reader's batches; rows the columns do
+        not decide take the per-record path."""
+        row0 = 0
+        for rb in pf.iter_batches(batch_size=8192):
+            part = pa.Table.from_batches([rb])
+            at = 0
+            while at < part.num_rows:
+                piece = part.slice(at, min(part.num_rows - at, self.batch_size - batch.count))
+                n = piece.num_rows
+                info.units += n
+                table, slow = fast.parquet_alpaca(piece)
+                rows = piece.take(pa.array(np.asarray(sorted(slow), dtype=np.int64))).to_pylist() if slow else []
+                units = [(i, Unit(row0 + i, None, obj=obj)) for i, obj in zip(sorted(slow), rows)]
+                self._add_decided(fast.canonical(table, row0, seq, prefix, info.path), units, info, prefix, seq, batch)
+                at, row0, seq = at + n, row0 + n, seq + n
+                if batch.count >= self.batch_size:
+                    yield batch.chunk()
+
+    def _add_decided(
+        self, good: pa.Table, units: list[tuple[int, Unit]], info: FileInfo, prefix: str, seq: int, batch: _Batch
+    ) -> None:
+        """The records a fast path decided, and its undecided units (position in the block, unit) booked one by
+        one; the block's records go to the batch in input order."""
+        rows: list[dict[str, Any]] = []
+        for i, unit in units:
+            self._book(unit, info, prefix, seq + i, "alpaca", None, batch, rows)
+        if rows:
+            good = pa.concat_tables([good, pa.Table.from_pylist(rows, schema=WORK_SCHEMA)])
+            good = good.take(pc.sort_indices(good, [(SEQ_COLUMN, "ascending")]))
+        batch.add_table(good)
 
     def _book(
         self,

@@ -151,3 +151,62 @@ def test_whitespace_is_what_str_strip_removes() -> None:
 
     assert list(fast.SPACES) == [c for c in range(sys.maxunicode + 1) if chr(c).isspace()]
     assert all(chr(c).strip() == "" for c in fast.SPACES)
+
+
+# ---------------------------------------------------------------- Parquet
+TURN = pa.struct([("user", pa.string()), ("assistant", pa.string())])
+
+
+def parquet_inputs(tmp_path: Path) -> list[Path]:
+    import pyarrow.parquet as pq
+
+    rows = {
+        "id": ["a", "b", "c", "d", "e", "f", "g", "h"],
+        "instruction": ["把这句话翻译成英文", None, "没有输出", "\u3000", "有历史", "坏历史", "写一首诗", "额外"],
+        "input": ["你好", "空指令", None, " ", "", "", None, "x"],
+        "output": ["Hello", "好", None, "\n", "好", "好", "春眠不觉晓", "y"],
+        "system": [None, "", "你是助手", None, "", "", "你是诗人", ""],
+        "history": [
+            [],
+            [],
+            [],
+            [],
+            [{"user": "你好", "assistant": "你好！"}],
+            [{"user": None, "assistant": "答"}],
+            None,
+            [],
+        ],
+        "score": [1.0, float("nan"), None, 2.0, 3.0, 4.0, 5.0, 6.0],
+    }
+    table = pa.table({k: pa.array(v, pa.list_(TURN)) if k == "history" else v for k, v in rows.items()})
+    pq.write_table(table, tmp_path / "alpaca.parquet", row_group_size=3)
+    pairs = table.set_column(
+        table.schema.get_field_index("history"),
+        "history",
+        pa.array([[["问", "答"]]] + [[]] * 7, pa.list_(pa.list_(pa.string()))),
+    )
+    pq.write_table(pairs.cast(pairs.schema.set(2, pa.field("input", pa.large_string()))), tmp_path / "pairs.parquet")
+    pq.write_table(pa.table({"instruction": ["数字输出"], "output": [42]}), tmp_path / "number.parquet")
+    pq.write_table(pa.table({"question": ["一加一？"], "std_answer": ["二"]}), tmp_path / "qa.parquet")
+    return [tmp_path / n for n in ("alpaca.parquet", "pairs.parquet", "number.parquet", "qa.parquet")]
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 5000])
+def test_parquet_columns_equal_per_record(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, batch_size: int) -> None:
+    paths = parquet_inputs(tmp_path)
+    calls: list[int] = []
+    read = fast.parquet_alpaca
+    monkeypatch.setattr(fast, "parquet_alpaca", lambda t: calls.append(t.num_rows) or read(t))
+    got = read_all(paths, batch_size)
+    assert sum(calls) == 16  # alpaca.parquet and pairs.parquet took the column path, the others did not
+    with monkeypatch.context() as m:
+        m.setattr(fast, "parquet_alpaca_columns", lambda schema: False)
+        assert got == read_all(paths, batch_size)
+    records = {r["id"]: r for chunk in got[:-1] for r in chunk[0]}
+    assert records["alpaca.parquet#4"]["history"] == [{"user": "你好", "assistant": "你好！"}]
+    assert records["pairs.parquet#0"]["history"] == [{"user": "问", "assistant": "答"}]
+    assert records["alpaca.parquet#6"]["input"] == "" and records["alpaca.parquet#6"]["system"] == "你是诗人"
+    quarantined = {q["id"]: q["error"] for chunk in got[:-1] for q in chunk[2]}
+    assert "missing key 'instruction'" in quarantined["alpaca.parquet#1"]
+    assert "history[0]" in quarantined["alpaca.parquet#5"] and "number" in quarantined["number.parquet#0"]
+    assert [r["id"] for chunk in got[:-1] for r in chunk[1]] == ["alpaca.parquet#3", "pairs.parquet#3"]
