@@ -55,3 +55,48 @@ def test_counts_do_not_depend_on_batching(monkeypatch: pytest.MonkeyPatch, block
     second = pickle.loads(pickle.dumps(second))  # pending batches are counted before they travel
     first.merge(second)
     assert first.result()["kept"]["task_types"] == expected
+
+
+# ---------------------------------------------------------------- drops: duplicate details read by Arrow
+def dropped(start: int, n: int) -> pa.Table:
+    from stages.base import detail_json
+
+    base = table(start, n)
+    reasons, details = [], []
+    for i in range(start, start + n):
+        kind = i % 6
+        if kind in (0, 1, 2):
+            sim = [1.0, 0.75, 0.9219, 0.8, 1e-05][i % 5]  # ties and an exponent
+            reasons.append("duplicate_near" if kind else "duplicate_exact")
+            details.append(detail_json(cluster_size=2 + i % 4, duplicate_of=f't#{i // 2}"\\', similarity=sim))
+        elif kind == 3:  # an int similarity, or an extra key: parsed one by one, ties with the others kept in order
+            reasons.append("duplicate_near")
+            sim = [1, 1e-05][i % 2]
+            details.append(detail_json(cluster_size=3, duplicate_of=f"t#{i}", similarity=sim, fields=["instruction"]))
+        elif kind == 4:
+            reasons.append("harmful_violence")
+            details.append(detail_json(category="violence", detector="lexicon", signal="term", safety_score=0.93))
+        else:
+            reasons.append("low_quality")
+            details.append(detail_json(score=0.1))
+    return base.append_column("reason", pa.array(reasons)).append_column("detail", pa.array(details))
+
+
+def test_duplicate_details_read_by_arrow_equal_parsed_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    def run() -> dict[str, object]:
+        c = ReportCollector()
+        for start in range(0, 400, 37):
+            c.add_dropped(dropped(start, min(37, 400 - start)))
+        out = c.result()
+        out.pop("seconds")
+        return out
+
+    got = run()
+    with monkeypatch.context() as m:
+        m.setattr(collect, "_DUPLICATE_DETAIL", "^never$")
+        expected = run()
+    assert got == expected
+    assert len(got["near_threshold"]["duplicate_near"]) == collect.NEAR_THRESHOLD
+    assert [ex["detail"]["similarity"] for ex in got["near_threshold"]["duplicate_near"]][:2] == [1e-05, 1e-05]
+    assert got["cluster_sizes"] and got["examples"]["duplicate_exact"][0]["id"] == "t#0"
+    assert got["categories"]["harmful_violence"] == {"violence": 66}
