@@ -88,6 +88,16 @@ def line_blocks(path: Path, first: int, size: int) -> Iterator[tuple[list[bytes]
         yield lines, numbers
 
 
+def first_line(path: Path) -> tuple[bytes, int] | None:
+    """The first non-blank line of the file, stripped (without a BOM), and its line number."""
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            stripped = (raw[3:] if lineno == 1 and raw.startswith(b"\xef\xbb\xbf") else raw).strip()
+            if stripped:
+                return stripped, lineno
+    return None
+
+
 def _utf8_ok(data: bytes) -> bool:
     arr = pa.Array.from_buffers(
         pa.large_binary(), 1, [None, pa.py_buffer(np.array([0, len(data)], dtype=np.int64)), pa.py_buffer(data)]

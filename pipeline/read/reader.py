@@ -169,10 +169,10 @@ class Reader:
 
     def _fast_file(self, path: Path, info: FileInfo, det: Detected, decided: bool) -> bool:
         """Whether the file's records are plain Alpaca (its first line, read as the per-line path reads it)."""
-        first = next(fast.line_blocks(path, 1, 1), None)
+        first = fast.first_line(path)
         if first is None:
             return False
-        unit = jsonl_unit(first[0][0], 0, first[1][0], det)
+        unit = jsonl_unit(first[0], 0, first[1], det)
         if unit.error is not None or unit.raw or not isinstance(unit.obj, dict) or not unit.obj:
             return False
         if not decided:

@@ -11,10 +11,11 @@ over the part of those tables that the texts it tags can reach:
   ``n + 1`` is looked up only when its first ``n`` characters are an entry);
 * the HMM for unknown words needs only the emission and state tables of the text's characters.
 
-The tables come from jieba's own loaded objects, written once as Arrow files to a cache folder beside jieba's own
-cache (``tempfile.gettempdir()``), keyed by jieba's version and the sizes and times of its dictionary and model
-files; each run memory-maps them and reads only the matching rows. Where the folder cannot be written, the tables
-are built in memory (the old cost, the same tags). ``tests/pipeline/report/test_pos.py`` checks the tags against
+The tables come from jieba's own loaded objects, written once as Arrow files (and a small marshal file) to a
+cache folder beside jieba's own cache (``tempfile.gettempdir()``), named after the sizes and times of jieba's
+dictionary and model files and the Python version; each run memory-maps them and reads only the matching rows.
+Where the folder cannot be written, or another user made it, the tables are built in memory (the old cost, the
+same tags). ``tests/pipeline/report/test_pos.py`` checks the tags against
 ``jieba.posseg`` itself.
 """
 
@@ -145,6 +146,8 @@ def _write(folder: Path, tables: dict[str, Any]) -> None:
 
 def _load() -> dict[str, Any]:
     folder = cache_dir()
+    if (folder / "meta.marshal").is_file() and not _ours(folder):
+        return _build_tables()  # a folder of that name made by someone else: not read
     if not (folder / "meta.marshal").is_file():
         tables = _build_tables()
         try:
@@ -158,6 +161,12 @@ def _load() -> dict[str, Any]:
         "char_states": pa.ipc.open_file(pa.memory_map(str(folder / "char_states.arrow"))).read_all(),
         "meta": marshal.loads((folder / "meta.marshal").read_bytes()),
     }
+
+
+def _ours(folder: Path) -> bool:
+    """Whether this user made the folder (it sits in the shared temp folder; marshal data is not for strangers)."""
+    getuid = getattr(os, "getuid", None)
+    return getuid is None or folder.stat().st_uid == getuid()
 
 
 def _matching(table: pa.Table | pa.RecordBatch, column: str, wanted: Iterable[str]) -> list[dict[str, Any]]:

@@ -59,10 +59,15 @@ def _sample_texts() -> list[str]:
     return out
 
 
+@pytest.fixture(scope="module")
+def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("pos_cache")  # one build of the tables for the tests that share it
+
+
 @pytest.fixture()
-def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setattr(pos.tempfile, "gettempdir", lambda: str(tmp_path))
-    return tmp_path
+def cache(shared_cache: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setattr(pos.tempfile, "gettempdir", lambda: str(shared_cache))
+    return shared_cache
 
 
 def test_tags_equal_jieba_posseg(cache: Path) -> None:
@@ -134,3 +139,15 @@ def test_tags_equal_jieba_posseg_on_alpaca_zh(cache: Path) -> None:
     tagger.add(clauses)
     assert len(clauses) > 15000
     assert [tagger.posseg(t) for t in clauses] == _jieba(clauses)
+
+
+def test_a_cache_folder_of_another_user_is_not_read(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    SampleTagger().add(["翻译这句话"])  # this user's folder
+    built: list[int] = []
+    build = pos._build_tables
+    monkeypatch.setattr(pos, "_build_tables", lambda: built.append(1) or build())
+    monkeypatch.setattr(pos.os, "getuid", lambda: 12345678)
+    tagger = SampleTagger()
+    tagger.add(TEXTS)
+    assert built == [1]
+    assert [tagger.posseg(t) for t in TEXTS] == _jieba(TEXTS)
