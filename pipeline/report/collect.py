@@ -27,6 +27,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from pipeline.report import drops
 from pipeline.report.tasktypes import count_task_types, verb_objects
 
 LENGTH_EDGES: tuple[int, ...] = (0, 1, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
@@ -34,25 +35,13 @@ LENGTH_EDGES: tuple[int, ...] = (0, 1, 10, 20, 50, 100, 200, 500, 1000, 2000, 50
 SCORE_BINS = 20
 """``quality_score`` bins of width 0.05 over [0, 1]."""
 EXAMPLES_PER_REASON = 5
-NEAR_THRESHOLD = 6
+NEAR_THRESHOLD = drops.NEAR_THRESHOLD
 EXAMPLE_CHARS = 600
 SAMPLE_SIZE = 1000
 TASK_BLOCK = 1 << 16
 """Rows whose task types are classified in one go: Arrow compiles each rule's regex once per array it scans,
 which costs about as much as scanning 5,000 instructions, so batches are gathered first."""
 TEXT_FIELDS = ("system", "instruction", "input", "output")
-_DUPLICATE_DETAIL = (
-    r'^\{"cluster_size": (?P<size>[0-9]+), "duplicate_of": "(?:[^"\\]|\\.)*", '
-    r'"similarity": (?P<similarity>-?[0-9]+(?:\.[0-9]+(?:e[-+][0-9]+)?|e[-+][0-9]+))\}$'
-)
-"""A duplicate's whole detail (:func:`stages.base.detail_json`: sorted keys, a float similarity): its books are
-kept by Arrow, other details are parsed one by one."""
-
-
-def int64_indices(rows: np.ndarray) -> pa.Array:
-    """Row indices for ``take`` (from the buffer: ``pa.array`` on numpy imports pandas)."""
-    rows = np.ascontiguousarray(rows, dtype=np.int64)
-    return pa.Array.from_buffers(pa.int64(), len(rows), [None, pa.py_buffer(rows)])
 
 
 def length_hist(column: pa.ChunkedArray | pa.Array) -> list[int]:
@@ -230,11 +219,11 @@ class ReportCollector:
         wanted = set(want)
         parsed: dict[int, dict[str, Any]] = {}
         near: dict[str, list[tuple[Any, int]]] = {}  # reason -> (similarity, row) of the drops that may be near
-        simple = pc.fill_null(pc.match_substring_regex(detail, _DUPLICATE_DETAIL), False)
+        simple = pc.fill_null(pc.match_substring_regex(detail, drops.DUPLICATE_DETAIL), False)
         simple_rows = np.nonzero(simple.to_numpy(zero_copy_only=False))[0]
         other_rows = np.nonzero(~simple.to_numpy(zero_copy_only=False))[0]
         if len(other_rows):
-            texts = detail.take(int64_indices(other_rows)).to_pylist()
+            texts = detail.take(drops.int64_indices(other_rows)).to_pylist()
             for i, text in zip(other_rows.tolist(), texts):
                 if i in wanted or (text and ('"categor' in text or '"cluster_size"' in text or '"detector"' in text)):
                     reason = reasons[i]
@@ -244,7 +233,7 @@ class ReportCollector:
                     if isinstance(similarity, (int, float)) and self._is_near(reason, parsed[i]):
                         near.setdefault(reason, []).append((similarity, i))
         if len(simple_rows):
-            self._add_duplicate_details(detail, simple_rows, reasons, near)
+            self.cluster_drops.update(drops.duplicate_details(detail, simple_rows, reasons, self.near, near))
         chosen: list[int] = []  # of each reason, the rows that can still be among its lowest similarities
         for cands in near.values():
             chosen += [i for _, i in sorted(cands, key=lambda c: c[0])[:NEAR_THRESHOLD]]  # stable: input order
@@ -258,41 +247,18 @@ class ReportCollector:
                 taken[r] += 1
         unparsed = sorted({*chosen, *examples} - parsed.keys())
         if unparsed:
-            for i, text in zip(unparsed, detail.take(int64_indices(np.asarray(unparsed))).to_pylist()):
+            for i, text in zip(unparsed, detail.take(drops.int64_indices(np.asarray(unparsed))).to_pylist()):
                 parsed[i] = _parse(text)
         if chosen:
-            rows = table.take(int64_indices(np.asarray(chosen))).select(self._example_columns(table)).to_pylist()
+            rows = table.take(drops.int64_indices(np.asarray(chosen))).select(self._example_columns(table)).to_pylist()
             for i, row in zip(chosen, rows):
                 self._add_near(reasons[i], [self._example(row, parsed[i])])
         if examples:
-            rows = table.take(int64_indices(np.asarray(examples))).select(self._example_columns(table)).to_pylist()
+            rows = (
+                table.take(drops.int64_indices(np.asarray(examples))).select(self._example_columns(table)).to_pylist()
+            )
             for i, row in zip(examples, rows):
                 self.examples.setdefault(reasons[i], []).append(self._example(row, parsed[i]))
-
-    def _add_duplicate_details(
-        self, detail: Any, rows: np.ndarray, reasons: list[Any], near: dict[str, list[tuple[Any, int]]]
-    ) -> None:
-        """The books of drops whose detail is a plain duplicate's (cluster size, twin, similarity), read by Arrow:
-        what :meth:`_count_detail` and :meth:`_is_near` make of them once parsed, without parsing each."""
-        fields = pc.extract_regex(detail.take(int64_indices(rows)), _DUPLICATE_DETAIL)
-        if isinstance(fields, pa.ChunkedArray):
-            fields = fields.combine_chunks()
-        sizes = fields.field("size").cast(pa.int64()).to_numpy(zero_copy_only=False)
-        sims = fields.field("similarity").cast(pa.float64()).to_numpy(zero_copy_only=False)
-        values, counts = np.unique(sizes[sizes >= 2], return_counts=True)
-        for size, count in zip(values.tolist(), counts.tolist()):
-            self.cluster_drops[size] += count
-        of_reason: dict[Any, list[int]] = {}
-        for k, i in enumerate(rows.tolist()):
-            of_reason.setdefault(reasons[i], []).append(k)
-        for reason, ks in of_reason.items():
-            at = np.asarray(ks)
-            bucket = self.near.get(reason, [])
-            if len(bucket) >= NEAR_THRESHOLD:
-                at = at[sims[at] < bucket[-1]["detail"]["similarity"]]
-            near.setdefault(reason, []).extend(zip(sims[at].tolist(), rows[at].tolist()))
-        for cands in near.values():
-            cands.sort(key=lambda c: c[1])  # input order, as the drops came
 
     @staticmethod
     def _example_columns(table: pa.Table) -> list[str]:

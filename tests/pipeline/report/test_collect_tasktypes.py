@@ -93,7 +93,7 @@ def test_duplicate_details_read_by_arrow_equal_parsed_ones(monkeypatch: pytest.M
 
     got = run()
     with monkeypatch.context() as m:
-        m.setattr(collect, "_DUPLICATE_DETAIL", "^never$")
+        m.setattr(collect.drops, "DUPLICATE_DETAIL", "^never$")
         expected = run()
     assert got == expected
     assert len(got["near_threshold"]["duplicate_near"]) == collect.NEAR_THRESHOLD
