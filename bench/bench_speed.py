@@ -10,6 +10,14 @@ do with that file: pandas ``read_json(lines=True)`` then ``to_parquet`` (zstd). 
 side by side, e.g. with ``/usr/bin/time -v`` or ``hyperfine``::
 
     zhcurate run bench/recipes/no_stages.yaml --input /tmp/speed_in/all.jsonl --output /tmp/o --quiet
+
+The dedup stages alone against datasketch's documented usage, both as whole processes on the same records::
+
+    python bench/make_near_dups.py --size 100000 --out /tmp/nd100k.parquet
+    zhcurate run bench/recipes/dedup_only.yaml --input /tmp/nd100k.parquet --output /tmp/o2 --quiet
+    python bench/bench_minhash.py _datasketch --data /tmp/nd100k.parquet
+
+and ``--workers 1`` against ``--workers 2`` with ``bench/recipes/per_record.yaml`` (then ``steps`` on each).
 """
 
 from __future__ import annotations

@@ -14,11 +14,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
+from pipeline.read import fast
+from pipeline.read.encoding import Detected
 from pipeline.read.formats import MalformedRecord, ReadRejection, detect_format, to_canonical, type_name
 from pipeline.read.layouts import Layout, apply_fields, detect_layout, suggest_fields
-from pipeline.read.sources import CONTAINERS, RAW_LIMIT, FileInfo, container_of, has_bad_chars, iter_units
+from pipeline.read.sources import (
+    CONTAINERS,
+    RAW_LIMIT,
+    FileInfo,
+    Unit,
+    container_of,
+    has_bad_chars,
+    iter_units,
+    jsonl_unit,
+)
 from schemas.errors import ConfigError
 from schemas.record import CANONICAL_SCHEMA
 from stages.base import SEQ_COLUMN, detail_json
@@ -116,9 +129,7 @@ class Reader:
         self.base_dir = base_dir
 
     def __iter__(self) -> Iterator[ReadChunk]:
-        rows: list[dict[str, Any]] = []
-        rejected: list[dict[str, Any]] = []
-        quarantine: list[dict[str, Any]] = []
+        batch = _Batch()
         for k, (path, info, prefix) in enumerate(zip(self.files, self.infos, self.prefixes, strict=True)):
             seq = (self.first_index + k) << SEQ_FILE_SHIFT
             fmt: str | None = None if self.fmt == "auto" else self.fmt
@@ -127,7 +138,17 @@ class Reader:
             layout: Layout | None = None
             decided = fmt is not None or bool(self.fields)
             info.layout = _fields_label(self.fields) if self.fields else (fmt or "")
-            for unit in iter_units(path if self.base_dir is None else self.base_dir / path, info):
+            where = path if self.base_dir is None else self.base_dir / path
+            det = None if self.fields or fmt not in (None, "alpaca") else fast.utf8_jsonl(where, info)
+            if det is not None and self._fast_file(where, info, det, decided):
+                yield from self._read_fast(where, info, det, prefix, seq, batch)
+                continue
+            simple = not self.fields and fmt in (None, "alpaca") and info.container == "parquet"
+            pf = self._parquet_file(where, info, decided) if simple else None
+            if pf is not None:
+                yield from self._read_parquet(pf, info, prefix, seq, batch)
+                continue
+            for unit in iter_units(where, info):
                 info.units += 1
                 if isinstance(unit.obj, dict) and not info.first_keys:
                     info.first_keys = [str(key) for key in list(unit.obj)[:20]]
@@ -137,41 +158,147 @@ class Reader:
                     info.layout = layout.describe() if layout is not None else "per record"
                     if layout is not None:
                         fmt = info.format = layout.format
-                base = {"id": f"{prefix}#{unit.row}", "source": info.path, SEQ_COLUMN: seq}
+                fmt = self._book(unit, info, prefix, seq, fmt, layout, batch)
                 seq += 1
-                outcome = self._convert(unit.obj, unit.error, unit.raw, fmt, layout)
-                if isinstance(outcome, str):  # quarantine
-                    info.quarantined += 1
-                    if info.first_error is None:
-                        info.first_error = f"line {unit.line}: {outcome}" if unit.line else f"row {unit.row}: {outcome}"
-                    quarantine.append(
-                        {
-                            "source": info.path,
-                            "line": unit.line,
-                            "row": unit.row,
-                            "id": base["id"],
-                            "error": outcome,
-                            "raw": (unit.raw or _raw_repr(unit.obj))[:RAW_LIMIT],
-                        }
-                    )
-                elif isinstance(outcome, ReadRejection):
-                    info.rejected += 1
-                    row = {"system": "", "instruction": "", "input": "", "output": "", "history": []}
-                    row.update(outcome.row)
-                    rejected.append({**base, **row, "reason": outcome.reason, "detail": detail_json(**outcome.detail)})
-                else:
-                    if fmt is None:
-                        fmt = outcome.pop("_format")
-                        info.format = fmt
-                    outcome.pop("_format", None)
-                    rows.append({**base, **outcome})
-                if len(rows) + len(rejected) + len(quarantine) >= self.batch_size:
-                    yield self._chunk(rows, rejected, quarantine)
-                    rows, rejected, quarantine = [], [], []
+                if batch.count >= self.batch_size:
+                    yield batch.chunk()
             if info.syntax_errors or info.repairs:
                 info.salvaged = info.units - info.syntax_errors
-        if rows or rejected or quarantine:
-            yield self._chunk(rows, rejected, quarantine)
+        if batch.count:
+            yield batch.chunk()
+
+    def _fast_file(self, path: Path, info: FileInfo, det: Detected, decided: bool) -> bool:
+        """Whether the file's records are plain Alpaca (its first line, read as the per-line path reads it)."""
+        first = fast.first_line(path)
+        if first is None:
+            return False
+        unit = jsonl_unit(first[0], 0, first[1], det)
+        if unit.error is not None or unit.raw or not isinstance(unit.obj, dict) or not unit.obj:
+            return False
+        if not decided:
+            layout = detect_layout(unit.obj)
+            if layout is None or layout.name != "alpaca" or layout.fields or layout.convert is not None:
+                return False
+            info.layout = layout.describe()
+        info.format = "alpaca"
+        info.encoding = det.label
+        info.first_keys = [str(key) for key in list(unit.obj)[:20]]
+        return True
+
+    def _read_fast(
+        self, path: Path, info: FileInfo, det: Detected, prefix: str, seq: int, batch: _Batch
+    ) -> Iterator[ReadChunk]:
+        """A plain Alpaca UTF-8 JSONL file through :mod:`pipeline.read.fast`, a reader batch at a time; lines it
+        cannot decide take the per-record path (same outcome, id and message)."""
+        row0 = 0
+        for lines, numbers in fast.line_blocks(path, self.batch_size - batch.count, self.batch_size):
+            info.units += len(lines)
+            table, slow = fast.parse_alpaca(lines)
+            units = [(i, jsonl_unit(lines[i], row0 + i, numbers[i], det)) for i in sorted(slow)]
+            self._add_decided(fast.canonical(table, row0, seq, prefix, info.path), units, info, prefix, seq, batch)
+            row0 += len(lines)
+            seq += len(lines)
+            if batch.count >= self.batch_size:
+                yield batch.chunk()
+
+    def _parquet_file(self, path: Path, info: FileInfo, decided: bool) -> Any:
+        """The open Parquet file when its columns are plain Alpaca (else None: the per-record path reads it)."""
+        import pyarrow.parquet as pq
+
+        try:
+            pf = pq.ParquetFile(path, pre_buffer=False)
+        except Exception:  # pyarrow raises several types for a non-Parquet file: the per-record path says which
+            return None
+        names = pf.schema_arrow.names
+        if pf.metadata.num_rows == 0 or not fast.parquet_alpaca_columns(pf.schema_arrow):
+            return None
+        if not decided:
+            layout = detect_layout(dict.fromkeys(names))  # a layout is chosen by the keys of the first record
+            if layout is None or layout.name != "alpaca" or layout.fields or layout.convert is not None:
+                return None
+            info.layout = layout.describe()
+        info.encoding = "binary (Parquet)"
+        info.format = "alpaca"
+        info.first_keys = [str(key) for key in names[:20]]
+        return pf
+
+    def _read_parquet(self, pf: Any, info: FileInfo, prefix: str, seq: int, batch: _Batch) -> Iterator[ReadChunk]:
+        """A Parquet file of plain Alpaca columns, in slices that fill the reader's batches; rows the columns do
+        not decide take the per-record path."""
+        row0 = 0
+        for rb in pf.iter_batches(batch_size=8192):
+            part = pa.Table.from_batches([rb])
+            at = 0
+            while at < part.num_rows:
+                piece = part.slice(at, min(part.num_rows - at, self.batch_size - batch.count))
+                n = piece.num_rows
+                info.units += n
+                table, slow = fast.parquet_alpaca(piece)
+                rows = piece.take(pa.array(np.asarray(sorted(slow), dtype=np.int64))).to_pylist() if slow else []
+                units = [(i, Unit(row0 + i, None, obj=obj)) for i, obj in zip(sorted(slow), rows)]
+                self._add_decided(fast.canonical(table, row0, seq, prefix, info.path), units, info, prefix, seq, batch)
+                at, row0, seq = at + n, row0 + n, seq + n
+                if batch.count >= self.batch_size:
+                    yield batch.chunk()
+
+    def _add_decided(
+        self, good: pa.Table, units: list[tuple[int, Unit]], info: FileInfo, prefix: str, seq: int, batch: _Batch
+    ) -> None:
+        """The records a fast path decided, and its undecided units (position in the block, unit) booked one by
+        one; the block's records go to the batch in input order."""
+        rows: list[dict[str, Any]] = []
+        for i, unit in units:
+            self._book(unit, info, prefix, seq + i, "alpaca", None, batch, rows)
+        if rows:
+            good = pa.concat_tables([good, pa.Table.from_pylist(rows, schema=WORK_SCHEMA)])
+            good = good.take(pc.sort_indices(good, [(SEQ_COLUMN, "ascending")]))
+        batch.add_table(good)
+
+    def _book(
+        self,
+        unit: Unit,
+        info: FileInfo,
+        prefix: str,
+        seq: int,
+        fmt: str | None,
+        layout: Layout | None,
+        batch: _Batch,
+        rows: list[dict[str, Any]] | None = None,
+    ) -> str | None:
+        """One unit's outcome into the batch (a record into ``rows`` when given); returns the file's format."""
+        base = {"id": f"{prefix}#{unit.row}", "source": info.path, SEQ_COLUMN: seq}
+        outcome = self._convert(unit.obj, unit.error, unit.raw, fmt, layout)
+        if isinstance(outcome, str):  # quarantine
+            info.quarantined += 1
+            if info.first_error is None:
+                info.first_error = f"line {unit.line}: {outcome}" if unit.line else f"row {unit.row}: {outcome}"
+            batch.quarantine.append(
+                {
+                    "source": info.path,
+                    "line": unit.line,
+                    "row": unit.row,
+                    "id": base["id"],
+                    "error": outcome,
+                    "raw": (unit.raw or _raw_repr(unit.obj))[:RAW_LIMIT],
+                }
+            )
+            batch.count += 1
+        elif isinstance(outcome, ReadRejection):
+            info.rejected += 1
+            row = {"system": "", "instruction": "", "input": "", "output": "", "history": []}
+            row.update(outcome.row)
+            batch.rejected.append({**base, **row, "reason": outcome.reason, "detail": detail_json(**outcome.detail)})
+            batch.count += 1
+        else:
+            if fmt is None:
+                fmt = outcome.pop("_format")
+                info.format = fmt
+            outcome.pop("_format", None)
+            if rows is not None:
+                rows.append({**base, **outcome})
+            else:
+                batch.add_row({**base, **outcome})
+        return fmt
 
     def _convert(self, obj: Any, error: str | None, raw: str, fmt: str | None, layout: Layout | None) -> Any:
         if error is not None:
@@ -211,10 +338,44 @@ class Reader:
         out["_format"] = use
         return out
 
-    @staticmethod
-    def _chunk(rows: list[dict[str, Any]], rejected: list[dict[str, Any]], q: list[dict[str, Any]]) -> ReadChunk:
-        table = pa.Table.from_pylist(rows, schema=WORK_SCHEMA) if rows else WORK_SCHEMA.empty_table()
-        return ReadChunk(table, rejected, q)
+
+class _Batch:
+    """The reader batch being filled: its records (tables and pending rows, in input order), rejections and
+    quarantine entries; ``count`` is its units."""
+
+    def __init__(self) -> None:
+        self.tables: list[pa.Table] = []
+        self.rows: list[dict[str, Any]] = []
+        self.rejected: list[dict[str, Any]] = []
+        self.quarantine: list[dict[str, Any]] = []
+        self.count = 0
+
+    def add_row(self, row: dict[str, Any]) -> None:
+        self.rows.append(row)
+        self.count += 1
+
+    def add_table(self, table: pa.Table) -> None:
+        self._flush()
+        if table.num_rows:
+            self.tables.append(table)
+        self.count += table.num_rows
+
+    def _flush(self) -> None:
+        if self.rows:
+            self.tables.append(pa.Table.from_pylist(self.rows, schema=WORK_SCHEMA))
+            self.rows = []
+
+    def chunk(self) -> ReadChunk:
+        self._flush()
+        if not self.tables:
+            table = WORK_SCHEMA.empty_table()
+        elif len(self.tables) == 1:
+            table = self.tables[0]
+        else:
+            table = pa.concat_tables(self.tables)
+        out = ReadChunk(table, self.rejected, self.quarantine)
+        self.__init__()  # type: ignore[misc]
+        return out
 
 
 def _fields_label(fields: dict[str, str]) -> str:

@@ -131,9 +131,6 @@ def _ascii_compatible(det: Detected) -> bool:
 
 
 def _jsonl_stream(path: Path, det: Detected) -> Iterator[Unit]:
-    enc = "utf-8" if det.encoding == "utf-8-sig" else det.encoding
-    utf8 = enc.replace("_", "-").lower() == "utf-8"
-    loads = orjson.loads
     row = 0
     with open(path, "rb") as f:
         for lineno, raw in enumerate(f, 1):
@@ -142,26 +139,28 @@ def _jsonl_stream(path: Path, det: Detected) -> Iterator[Unit]:
             stripped = raw.strip()
             if not stripped:
                 continue
-            if utf8:  # orjson reads UTF-8 bytes itself (and refuses invalid ones: the slow path reports them)
-                try:
-                    yield Unit(row, lineno, obj=loads(stripped))
-                    row += 1
-                    continue
-                except ValueError:  # orjson.JSONDecodeError
-                    pass
-            try:
-                text = stripped.decode(enc)
-            except UnicodeDecodeError as e:
-                yield Unit(
-                    row,
-                    lineno,
-                    error=f"invalid {det.label} bytes at byte {e.start} of the line",
-                    raw=stripped.decode(enc, errors="replace")[:RAW_LIMIT],
-                )
-                row += 1
-                continue
-            yield _json_unit(text, row, lineno)
+            yield jsonl_unit(stripped, row, lineno, det)
             row += 1
+
+
+def jsonl_unit(stripped: bytes, row: int, lineno: int, det: Detected) -> Unit:
+    """The unit of one non-blank JSONL line (stripped, in an ASCII-compatible encoding)."""
+    enc = "utf-8" if det.encoding == "utf-8-sig" else det.encoding
+    if enc.replace("_", "-").lower() == "utf-8":  # orjson reads UTF-8 bytes itself (and refuses invalid ones)
+        try:
+            return Unit(row, lineno, obj=orjson.loads(stripped))
+        except ValueError:  # orjson.JSONDecodeError
+            pass
+    try:
+        text = stripped.decode(enc)
+    except UnicodeDecodeError as e:
+        return Unit(
+            row,
+            lineno,
+            error=f"invalid {det.label} bytes at byte {e.start} of the line",
+            raw=stripped.decode(enc, errors="replace")[:RAW_LIMIT],
+        )
+    return _json_unit(text, row, lineno)
 
 
 def _json_unit(text: str, row: int, lineno: int) -> Unit:

@@ -27,16 +27,20 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.report.tasktypes import count_task_types, verb_object
+from pipeline.report import drops
+from pipeline.report.tasktypes import count_task_types, verb_objects
 
 LENGTH_EDGES: tuple[int, ...] = (0, 1, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
 """Left edges of the length bins (characters); the last bin is open-ended."""
 SCORE_BINS = 20
 """``quality_score`` bins of width 0.05 over [0, 1]."""
 EXAMPLES_PER_REASON = 5
-NEAR_THRESHOLD = 6
+NEAR_THRESHOLD = drops.NEAR_THRESHOLD
 EXAMPLE_CHARS = 600
 SAMPLE_SIZE = 1000
+TASK_BLOCK = 1 << 16
+"""Rows whose task types are classified in one go: Arrow compiles each rule's regex once per array it scans,
+which costs about as much as scanning 5,000 instructions, so batches are gathered first."""
 TEXT_FIELDS = ("system", "instruction", "input", "output")
 
 
@@ -81,13 +85,29 @@ class _Side:
         self.refusals = 0
         self.safety_score = [0] * SCORE_BINS
         self.refusal_categories: Counter[str] = Counter()
+        self._pending: list[pa.Table] = []  # batches whose task types are not counted yet
+        self._pending_rows = 0
+
+    def __getstate__(self) -> dict[str, Any]:
+        self.flush()
+        return self.__dict__
+
+    def flush(self) -> None:
+        """Count the task types of the gathered batches."""
+        if self._pending:
+            table = pa.concat_tables(self._pending, promote_options="permissive").combine_chunks()
+            self.task_types.update(count_task_types(table))
+            self._pending, self._pending_rows = [], 0
 
     def add(self, table: pa.Table, task_types: bool = True, dropped: bool = False) -> None:
         self.n += table.num_rows
         _add(self.instruction_len, length_hist(table.column("instruction")))
         _add(self.output_len, length_hist(table.column("output")))
         if task_types:
-            self.task_types.update(count_task_types(table))
+            self._pending.append(table.select(["instruction", "input", "history"]))
+            self._pending_rows += table.num_rows
+            if self._pending_rows >= TASK_BLOCK:
+                self.flush()
         names = table.column_names
         if "quality_score" in names:
             _add(self.quality_score, score_hist(table.column("quality_score")))
@@ -106,6 +126,8 @@ class _Side:
             _add(self.safety_score, score_hist(table.column("safety_score")))
 
     def merge(self, other: _Side) -> None:
+        self.flush()
+        other.flush()
         self.n += other.n
         _add(self.instruction_len, other.instruction_len)
         _add(self.output_len, other.output_len)
@@ -117,6 +139,7 @@ class _Side:
         self.refusal_categories.update(other.refusal_categories)
 
     def result(self) -> dict[str, Any]:
+        self.flush()
         return {
             "n": self.n,
             "instruction_len": self.instruction_len,
@@ -191,40 +214,51 @@ class ReportCollector:
             for g in grouped:
                 self.by_source.setdefault(str(g["source"]), Counter())[str(g["reason"])] += g["count_all"]
         reasons = table.column("reason").to_pylist()
-        details = table.column("detail").to_pylist()
+        detail = table.column("detail")
         want = [i for i, r in enumerate(reasons) if len(self.examples.get(r, ())) < self.examples_per_reason]
-        parsed: dict[int, dict[str, Any]] = {}
         wanted = set(want)
-        near: list[int] = []
-        for i, (reason, text) in enumerate(zip(reasons, details)):
-            if i in wanted or (text and ('"categor' in text or '"cluster_size"' in text or '"detector"' in text)):
+        parsed: dict[int, dict[str, Any]] = {}
+        near: dict[str, list[tuple[Any, int]]] = {}  # reason -> (similarity, row) of the drops that may be near
+        simple = pc.fill_null(pc.match_substring_regex(detail, drops.DUPLICATE_DETAIL), False)
+        simple_rows = np.nonzero(simple.to_numpy(zero_copy_only=False))[0]
+        other_rows = np.nonzero(~simple.to_numpy(zero_copy_only=False))[0]
+        if len(other_rows):
+            texts = detail.take(drops.int64_indices(other_rows)).to_pylist()
+            for i, text in zip(other_rows.tolist(), texts):
+                if i in wanted or (text and ('"categor' in text or '"cluster_size"' in text or '"detector"' in text)):
+                    reason = reasons[i]
+                    parsed[i] = _parse(text)
+                    self._count_detail(reason, parsed[i])
+                    similarity = parsed[i].get("similarity")
+                    if isinstance(similarity, (int, float)) and self._is_near(reason, parsed[i]):
+                        near.setdefault(reason, []).append((similarity, i))
+        if len(simple_rows):
+            self.cluster_drops.update(drops.duplicate_details(detail, simple_rows, reasons, self.near, near))
+        chosen: list[int] = []  # of each reason, the rows that can still be among its lowest similarities
+        for cands in near.values():
+            chosen += [i for _, i in sorted(cands, key=lambda c: c[0])[:NEAR_THRESHOLD]]  # stable: input order
+        chosen.sort()
+        examples: list[int] = []  # the first rows of each reason whose examples are not full yet
+        taken: Counter[str] = Counter()
+        for i in want:
+            r = reasons[i]
+            if len(self.examples.get(r, ())) + taken[r] < self.examples_per_reason:
+                examples.append(i)
+                taken[r] += 1
+        unparsed = sorted({*chosen, *examples} - parsed.keys())
+        if unparsed:
+            for i, text in zip(unparsed, detail.take(drops.int64_indices(np.asarray(unparsed))).to_pylist()):
                 parsed[i] = _parse(text)
-                self._count_detail(reason, parsed[i])
-                if isinstance(parsed[i].get("similarity"), (int, float)) and self._is_near(reason, parsed[i]):
-                    near.append(i)
-        if near:
-            rows = table.take(pa.array(near, pa.int64())).select(self._example_columns(table)).to_pylist()
-            for i, row in zip(near, rows):
+        if chosen:
+            rows = table.take(drops.int64_indices(np.asarray(chosen))).select(self._example_columns(table)).to_pylist()
+            for i, row in zip(chosen, rows):
                 self._add_near(reasons[i], [self._example(row, parsed[i])])
-        if want:
+        if examples:
             rows = (
-                table.take(pa.array(want, pa.int64()))
-                .select([c for c in ("id", "source", *TEXT_FIELDS, "history") if c in table.column_names])
-                .to_pylist()
+                table.take(drops.int64_indices(np.asarray(examples))).select(self._example_columns(table)).to_pylist()
             )
-            for i, row in zip(want, rows):
-                bucket = self.examples.setdefault(reasons[i], [])
-                if len(bucket) >= self.examples_per_reason:
-                    continue
-                bucket.append(
-                    {
-                        "id": row.get("id"),
-                        "source": row.get("source"),
-                        **{f: _cut(row.get(f)) for f in TEXT_FIELDS},
-                        "history_turns": len(row.get("history") or []),
-                        "detail": parsed[i],
-                    }
-                )
+            for i, row in zip(examples, rows):
+                self.examples.setdefault(reasons[i], []).append(self._example(row, parsed[i]))
 
     @staticmethod
     def _example_columns(table: pa.Table) -> list[str]:
@@ -313,8 +347,7 @@ class ReportCollector:
         """Leading verb–object counts over the sampled instructions (jieba part-of-speech tagging)."""
         pairs: Counter[tuple[str, str]] = Counter()
         no_verb = 0
-        for text in self._sample_text:
-            vo = verb_object(text)
+        for vo in verb_objects(self._sample_text):
             if vo is None:
                 no_verb += 1
             else:
@@ -328,6 +361,8 @@ class ReportCollector:
     def result(self) -> dict[str, Any]:
         """The step's compact, JSON-ready report material (stored in its ``.stats.json``)."""
         t0 = time.perf_counter()
+        self.kept.flush()
+        self.dropped.flush()
         clusters = {str(s): n // (s - 1) for s, n in sorted(self.cluster_drops.items())}
         pairs = self.verb_object_pairs()
         self.seconds += time.perf_counter() - t0

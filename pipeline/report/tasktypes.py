@@ -107,6 +107,8 @@ def classify_column(table: pa.Table) -> np.ndarray:
     instr = pc.fill_null(table.column("instruction"), "")
     inp = pc.fill_null(table.column("input"), "")
     text = pc.if_else(pc.equal(inp, ""), instr, pc.binary_join_element_wise(instr, inp, "\n"))
+    if isinstance(text, pa.ChunkedArray):  # one regex compilation per rule, not one per chunk
+        text = text.combine_chunks()
     # Apply the rules from last to first so that the first matching rule wins.
     for k in range(len(RULES) - 1, -1, -1):
         hit = pc.match_substring_regex(text, RULES[k].pattern).to_numpy(zero_copy_only=False)
@@ -148,18 +150,33 @@ def _as_verb(word: str, flag: str) -> str:
     return ""
 
 
+def _clause(instruction: str) -> str:
+    return _CLAUSE_END.split(instruction.strip()[:64], maxsplit=1)[0]
+
+
+def verb_objects(instructions: list[str]) -> list[tuple[str, str] | None]:
+    """:func:`verb_object` of each instruction (the tagger reads what all of them need in one go)."""
+    from pipeline.report.pos import sample_tagger
+
+    sample_tagger().add([_clause(t) for t in instructions])
+    return [verb_object(t) for t in instructions]
+
+
 @lru_cache(maxsize=4096)  # the report tags the same sampled instructions before and after the run
 def verb_object(instruction: str) -> tuple[str, str] | None:
     """The leading verb of an instruction's first clause and the head noun of its object, as in the
-    Self-Instruct analysis (root verb, direct-object noun), approximated with jieba's part-of-speech tags:
+    Self-Instruct analysis (root verb, direct-object noun), approximated with jieba's part-of-speech tags
+    (:mod:`pipeline.report.pos`: jieba's tagger and dictionary, reading only what the text can reach):
     the first verb after polite padding (a light verb 进行/做 gives way to the word after it), then the last
     noun of the clause ("" when there is none). ``None`` when the clause has no verb ("量子纠缠？")."""
-    from stages.segment import get_segmenter
+    from pipeline.report.pos import sample_tagger
 
-    clause = _CLAUSE_END.split(instruction.strip()[:64], maxsplit=1)[0]
+    clause = _clause(instruction)
+    tagger = sample_tagger()
+    tagger.add([clause])
     verb, noun, phrase = "", "", ""
     light = False
-    for raw, flag in get_segmenter().posseg(clause):
+    for raw, flag in tagger.posseg(clause):
         word = raw.strip()
         if not word:
             continue
