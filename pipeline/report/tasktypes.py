@@ -155,28 +155,22 @@ def _clause(instruction: str) -> str:
 
 
 def verb_objects(instructions: list[str]) -> list[tuple[str, str] | None]:
-    """:func:`verb_object` of each instruction (the tagger reads what all of them need in one go)."""
-    from pipeline.report.pos import sample_tagger
-
-    sample_tagger().add([_clause(t) for t in instructions])
+    """:func:`verb_object` of each instruction."""
     return [verb_object(t) for t in instructions]
 
 
 @lru_cache(maxsize=4096)  # the report tags the same sampled instructions before and after the run
 def verb_object(instruction: str) -> tuple[str, str] | None:
     """The leading verb of an instruction's first clause and the head noun of its object, as in the
-    Self-Instruct analysis (root verb, direct-object noun), approximated with jieba's part-of-speech tags
-    (:mod:`pipeline.report.pos`: jieba's tagger and dictionary, reading only what the text can reach):
+    Self-Instruct analysis (root verb, direct-object noun), approximated with jieba's part-of-speech tags:
     the first verb after polite padding (a light verb 进行/做 gives way to the word after it), then the last
     noun of the clause ("" when there is none). ``None`` when the clause has no verb ("量子纠缠？")."""
-    from pipeline.report.pos import sample_tagger
+    from stages.segment import get_segmenter
 
     clause = _clause(instruction)
-    tagger = sample_tagger()
-    tagger.add([clause])
     verb, noun, phrase = "", "", ""
     light = False
-    for raw, flag in tagger.posseg(clause):
+    for raw, flag in get_segmenter().posseg(clause):
         word = raw.strip()
         if not word:
             continue
