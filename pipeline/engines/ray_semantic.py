@@ -78,6 +78,7 @@ from stages.dedup.semantic_index import (
     train_ivf,
     training_sample,
 )
+from stages.dedup.semantic_rows import dense_rows
 
 if TYPE_CHECKING:
     from ray.data import Dataset
@@ -112,8 +113,8 @@ def fingerprint_table(fp: SemanticFingerprint) -> pa.Table:
         offsets = pa.array(fp.ngrams.indptr, pa.int64())
         columns[_NGRAM_INDEX] = pa.LargeListArray.from_arrays(offsets, pa.array(fp.ngrams.indices, pa.int32()))
         columns[_NGRAM_VALUE] = pa.LargeListArray.from_arrays(offsets, pa.array(fp.ngrams.data))
-    for name, rows in fp.sides.items():
-        rows = np.ascontiguousarray(rows)
+    for name, side in fp.sides.items():
+        rows = np.ascontiguousarray(dense_rows(side))
         columns[_SIDE + name] = pa.FixedSizeListArray.from_arrays(pa.array(rows.ravel()), rows.shape[1])
     for name, texts in (fp.texts or {}).items():
         columns[_TEXT + name] = pa.array(texts, pa.large_string())
