@@ -18,7 +18,9 @@ from stages.dedup.semantic import REASON, SemanticFingerprint
 from stages.dedup.semantic_rows import BlockRows, PresentRows, dense_rows, stack_rows
 from tests.stages.dedup.test_dedup_semantic import decisions, make_stage, make_table
 
-PARAGRAPH = "对于外行来说，商业世界可能是令人生畏和不知所措的。即使是最成功的新企业主也会被管理日常任务的压力压得喘不过气来。"
+PARAGRAPH = (
+    "对于外行来说，商业世界可能是令人生畏和不知所措的。即使是最成功的新企业主也会被管理日常任务的压力压得喘不过气来。"
+)
 POEM = "春风吹绿了江南岸，桃花笑映小河湾。燕子归来寻旧垒，一犁春雨满田间。"
 # (instruction, input, output): a paraphrase pair with equivalent answers (merged), two different tasks over one
 # input (kept: their instructions differ), and unrelated records
