@@ -9,11 +9,11 @@ similarity) scores them chunk by chunk, keeping those that reach ``accept``. Two
   ``flat_max`` = 20,000 records (bench/bench_semantic.py, built-in 384-d model, 2 shared cores: 100k records
   exact 47 s vs IVF 13 s including training; 1M exact ~4,900 s extrapolated vs IVF 431 s; scaled by n², exact
   costs ~2 s at 20k, about what IVF training alone costs there).
-* ``ivf`` — an IVF index over inner product (float16 codes for float16 rows, see :func:`train_ivf`): spherical
-  k-means (trained on a seeded sample of 40·nlist vectors) splits the vectors into ``nlist`` cells and each query
-  scans its ``nprobe`` nearest cells. Approximate: a pair whose vectors fall into far-apart cells can be missed.
-  With the defaults (nlist = 4·√n, nprobe = 16) IVF finds 100 % (100k records) and 99.86 % (1M) of the verified
-  pairs that the exact search finds for sampled queries.
+* ``ivf`` — an IVF index over inner product (float16 codes for float16 rows, see :func:`train_ivf`): k-means
+  (FAISS's, ``train_iterations`` rounds, trained on a seeded sample of 40·nlist vectors) splits the vectors into
+  ``nlist`` cells and each query scans its ``nprobe`` nearest cells. Approximate: a pair whose vectors fall into
+  far-apart cells can be missed. With the defaults (nlist = 4·√n, nprobe = 16) IVF finds 100 % (100k records) and
+  99.86 % (1M) of the verified pairs that the exact search finds for sampled queries.
 
 Why k-NN rather than a range search: with a static embedding model the cosine of unrelated Chinese texts is
 often 0.5–0.7, so a range search down to a low candidate cosine returns thousands of partners per record
@@ -54,6 +54,7 @@ class SearchConfig:
     nprobe: int = 16
     max_neighbors: int = 64
     train_size: int | None = None
+    train_iterations: int = 10  # k-means rounds of the IVF training (FAISS's default 25: see train_ivf)
     seed: int = 0
     threads: int | None = None
 
@@ -144,7 +145,12 @@ def train_ivf(faiss: Any, sample: np.ndarray, n: int, config: SearchConfig) -> A
     Float16 rows (the stage's default ``dtype``) go into an :class:`faiss.IndexIVFScalarQuantizer` that stores
     them as float16 (``QT_fp16``, not residuals): half the memory of :class:`faiss.IndexIVFFlat`'s float32
     copy, and the same scores, since a float16 value converts to float32 exactly (measured: the same neighbours
-    and bit-identical distances on 30k vectors, and ~20 % faster). Float32 rows get an ``IndexIVFFlat``."""
+    and bit-identical distances on 30k vectors, and ~20 % faster). Float32 rows get an ``IndexIVFFlat``.
+
+    k-means runs ``config.train_iterations`` rounds (10; FAISS's default is 25). Training was most of the search
+    time; on the 100k near-dup benchmark (bench/bench_semantic_tasks.py) 10 rounds found the same 380,041
+    candidate and 165,970 verified pairs as 25 and made the same 61,500 drops, in 18.8 s of resolve CPU against
+    28.8 s (notes/semscale.md)."""
     dim = int(sample.shape[1])
     nlist = config.nlist_for(n)
     quantizer = faiss.IndexFlatIP(dim)
@@ -154,6 +160,7 @@ def train_ivf(faiss: Any, sample: np.ndarray, n: int, config: SearchConfig) -> A
     else:
         index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
     index.cp.seed = config.seed
+    index.cp.niter = config.train_iterations
     index.train(_as_f32(sample))
     index.nprobe = min(config.nprobe, nlist)
     return index
