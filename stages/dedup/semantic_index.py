@@ -28,6 +28,7 @@ import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any, Literal
 
 import numba as nb
@@ -191,10 +192,12 @@ def _neighbour_pairs(
 ) -> Pairs:
     n = int(embeddings.shape[0])
     k = config.neighbours_for(n)
-    found: list[np.ndarray] = []  # each pair as one int64 key, left * n + right: 12 bytes a pair with its score
+    # Each chunk's pairs, each once, as sorted int64 keys ``left * n + right`` with their scores (12 bytes a
+    # pair). A pair is often found from both ends: the copy found first (from the earlier query) is kept.
+    found: list[np.ndarray] = []
     sims: list[np.ndarray] = []
     candidates = 0
-    for start in range(0, n, _CHUNK):
+    for number, start in enumerate(range(0, n, _CHUNK)):
         queries = _as_f32(embeddings[start : start + _CHUNK])
         dist, ids = index.search(queries, k)
         query = np.repeat(np.arange(start, start + queries.shape[0], dtype=np.int64), k)
@@ -207,16 +210,32 @@ def _neighbour_pairs(
             sim = verify(left, right, sim)
             ok = sim >= (accept if accept is not None else config.threshold)
             left, right, sim = left[ok], right[ok], sim[ok]
-        found.append(left * n + right)
-        sims.append(sim.astype(np.float32, copy=False))
+        keys, first = np.unique(left * n + right, return_index=True)
+        sim = sim[first].astype(np.float32, copy=False)
+        new = _not_found_before(keys, keys // n // _CHUNK, number, found)
+        found.append(keys[new])
+        sims.append(sim[new])
     keys = np.concatenate(found)
     del found
     similarity = np.concatenate(sims)
     del sims
-    # A pair is often found from both ends: keep one copy (the first found), in (left, right) order.
-    unique, first = np.unique(keys, return_index=True)
-    del keys
-    return Pairs(unique // n, unique % n, similarity[first], kind, candidates)
+    order = np.argsort(keys, kind="stable")
+    keys, similarity = keys[order], similarity[order]
+    return Pairs(keys // n, keys % n, similarity, kind, candidates)
+
+
+def _not_found_before(keys: np.ndarray, chunk_of_left: np.ndarray, number: int, found: list[np.ndarray]) -> np.ndarray:
+    """Which of chunk ``number``'s sorted pair keys were not already found from their left record's query, in that
+    earlier chunk (``found[c]``: chunk c's sorted keys). A pair is found only from the queries of its two records,
+    so each pair is kept once. ``chunk_of_left`` (the chunk of each key's left record) is sorted with the keys."""
+    new = np.ones(keys.size, dtype=bool)
+    bounds = np.searchsorted(chunk_of_left, np.arange(number + 1)).tolist()
+    for chunk, (lo, hi) in enumerate(pairwise(bounds)):
+        earlier = found[chunk]
+        if hi > lo and earlier.size:
+            at = np.minimum(np.searchsorted(earlier, keys[lo:hi]), earlier.size - 1)
+            new[lo:hi] = earlier[at] != keys[lo:hi]
+    return new
 
 
 @dataclass

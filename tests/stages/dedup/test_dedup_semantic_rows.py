@@ -113,3 +113,24 @@ def test_present_rows_stack_and_read_zero_rows_elsewhere() -> None:
     np.testing.assert_array_equal(stacked[np.array([6, 0, 4])], np.concatenate([a, b])[[6, 0, 4]])
     mixed = stack_rows([PresentRows.from_dense(a), b], 3, np.float16)  # a dense (older) part: read in place
     np.testing.assert_array_equal(mixed[np.arange(7)], np.concatenate([a, b]))
+
+
+def test_pairs_found_from_both_ends_are_kept_once_whatever_the_query_chunks(
+    tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from stages.dedup import semantic_index
+    from stages.dedup.semantic_index import SearchConfig, similar_pairs
+
+    stage = make_stage(tiny_model_dir, "cosine")
+    stage.check()
+    rows = BlockRows([stage.fingerprint(b).embeddings for b in batches()])
+    config = SearchConfig(threshold=0.3, index="flat")
+    whole = similar_pairs(rows, config)
+    monkeypatch.setattr(semantic_index, "_CHUNK", 2)  # four chunks of queries: most pairs span two of them
+    chunked = similar_pairs(rows, config)
+    keys = whole.left * len(rows) + whole.right
+    assert len(whole) > 3 and bool(np.all(whole.left < whole.right)) and bool(np.all(np.diff(keys) > 0))
+    for name in ("left", "right", "similarity"):
+        np.testing.assert_array_equal(getattr(whole, name), getattr(chunked, name))
+    assert whole.candidates == chunked.candidates == 2 * len(whole)  # a flat search finds each pair from both ends
+    assert (0, 5) in set(zip(whole.left.tolist(), whole.right.tolist(), strict=True))  # the two spring poems
