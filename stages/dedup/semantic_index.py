@@ -9,17 +9,17 @@ similarity) scores them chunk by chunk, keeping those that reach ``accept``. Two
   ``flat_max`` = 20,000 records (bench/bench_semantic.py, built-in 384-d model, 2 shared cores: 100k records
   exact 47 s vs IVF 13 s including training; 1M exact ~4,900 s extrapolated vs IVF 431 s; scaled by n², exact
   costs ~2 s at 20k, about what IVF training alone costs there).
-* ``ivf`` — :class:`faiss.IndexIVFFlat` over inner product: spherical k-means (trained on a seeded sample of
-  40·nlist vectors) splits the vectors into ``nlist`` cells and each query scans its ``nprobe`` nearest
-  cells. Approximate: a pair whose vectors fall into far-apart cells can be missed. With the defaults
-  (nlist = 4·√n, nprobe = 16) IVF finds 100 % (100k records) and 99.86 % (1M) of the verified pairs that
-  the exact search finds for sampled queries.
+* ``ivf`` — an IVF index over inner product (float16 codes for float16 rows, see :func:`train_ivf`): k-means
+  (FAISS's, ``train_iterations`` rounds, trained on a seeded sample of 40·nlist vectors) splits the vectors into
+  ``nlist`` cells and each query scans its ``nprobe`` nearest cells. Approximate: a pair whose vectors fall into
+  far-apart cells can be missed. With the defaults (nlist = 4·√n, nprobe = 16) IVF finds 100 % (100k records) and
+  99.86 % (1M) of the verified pairs that the exact search finds for sampled queries.
 
 Why k-NN rather than a range search: with a static embedding model the cosine of unrelated Chinese texts is
 often 0.5–0.7, so a range search down to a low candidate cosine returns thousands of partners per record
 (measured with a prototype of the built-in model: ~1,750 at 0.6 on Alpaca-zh records), while the pairs that
 pass verification are nearly all among the first few dozen neighbours. Vectors are copied into the index one
-chunk at a time, so the float32 copy inside FAISS is the only full copy besides the caller's float16 matrix.
+chunk at a time, so the index's float16 codes are the only full copy besides the caller's float16 matrix.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any, Literal
 
 import numba as nb
@@ -54,6 +55,7 @@ class SearchConfig:
     nprobe: int = 16
     max_neighbors: int = 64
     train_size: int | None = None
+    train_iterations: int = 10  # k-means rounds of the IVF training (FAISS's default 25: see train_ivf)
     seed: int = 0
     threads: int | None = None
 
@@ -94,12 +96,13 @@ class Pairs:
 
 
 def similar_pairs(
-    embeddings: np.ndarray,
+    embeddings: Any,
     config: SearchConfig,
     verify: Verifier | None = None,
     accept: float | None = None,
 ) -> Pairs:
-    """Pairs of rows of ``embeddings`` (n × d, unit rows, float16 or float32) among each other's
+    """Pairs of rows of ``embeddings`` (n × d, unit rows, float16 or float32: an array or a row source of
+    :mod:`stages.dedup.semantic_rows`, read a chunk at a time) among each other's
     ``max_neighbors`` nearest with cosine >= ``config.threshold``; with ``verify``, only those whose verified
     similarity is >= ``accept``. Rows of zeros (records with nothing to embed) match nothing.
     """
@@ -137,13 +140,28 @@ def training_sample(n: int, config: SearchConfig) -> np.ndarray:
 
 
 def train_ivf(faiss: Any, sample: np.ndarray, n: int, config: SearchConfig) -> Any:
-    """An empty :class:`faiss.IndexIVFFlat` (inner product) for ``n`` vectors, its quantizer trained by seeded
-    spherical k-means on ``sample`` (the rows at :func:`training_sample` positions, in that order)."""
+    """An empty IVF index (inner product) for ``n`` vectors, its quantizer trained by seeded k-means on
+    ``sample`` (the rows at :func:`training_sample` positions, in that order).
+
+    Float16 rows (the stage's default ``dtype``) go into an :class:`faiss.IndexIVFScalarQuantizer` that stores
+    them as float16 (``QT_fp16``, not residuals): half the memory of :class:`faiss.IndexIVFFlat`'s float32
+    copy, and the same scores, since a float16 value converts to float32 exactly (measured: the same neighbours
+    and bit-identical distances on 30k vectors, and ~20 % faster). Float32 rows get an ``IndexIVFFlat``.
+
+    k-means runs ``config.train_iterations`` rounds (10; FAISS's default is 25). Training was most of the search
+    time; on the 100k near-dup benchmark (bench/bench_semantic_tasks.py) 10 rounds found the same 380,041
+    candidate and 165,970 verified pairs as 25 and made the same 61,500 drops, in 18.8 s of resolve CPU against
+    28.8 s (notes/semscale.md)."""
     dim = int(sample.shape[1])
     nlist = config.nlist_for(n)
     quantizer = faiss.IndexFlatIP(dim)
-    index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+    if sample.dtype == np.float16:
+        fp16 = faiss.ScalarQuantizer.QT_fp16
+        index = faiss.IndexIVFScalarQuantizer(quantizer, dim, nlist, fp16, faiss.METRIC_INNER_PRODUCT, False)
+    else:
+        index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
     index.cp.seed = config.seed
+    index.cp.niter = config.train_iterations
     index.train(_as_f32(sample))
     index.nprobe = min(config.nprobe, nlist)
     return index
@@ -153,7 +171,7 @@ def _as_f32(block: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(block, dtype=np.float32)
 
 
-def _build_index(faiss: Any, embeddings: np.ndarray, config: SearchConfig, kind: str) -> Any:
+def _build_index(faiss: Any, embeddings: Any, config: SearchConfig, kind: str) -> Any:
     n, dim = embeddings.shape
     if kind == "flat":
         index = faiss.IndexFlatIP(dim)
@@ -166,7 +184,7 @@ def _build_index(faiss: Any, embeddings: np.ndarray, config: SearchConfig, kind:
 
 def _neighbour_pairs(
     index: Any,
-    embeddings: np.ndarray,
+    embeddings: Any,
     config: SearchConfig,
     kind: str,
     verify: Verifier | None,
@@ -174,31 +192,50 @@ def _neighbour_pairs(
 ) -> Pairs:
     n = int(embeddings.shape[0])
     k = config.neighbours_for(n)
-    lefts: list[np.ndarray] = []
-    rights: list[np.ndarray] = []
+    # Each chunk's pairs, each once, as sorted int64 keys ``left * n + right`` with their scores (12 bytes a
+    # pair). A pair is often found from both ends: the copy found first (from the earlier query) is kept.
+    found: list[np.ndarray] = []
     sims: list[np.ndarray] = []
     candidates = 0
-    for start in range(0, n, _CHUNK):
+    for number, start in enumerate(range(0, n, _CHUNK)):
         queries = _as_f32(embeddings[start : start + _CHUNK])
         dist, ids = index.search(queries, k)
         query = np.repeat(np.arange(start, start + queries.shape[0], dtype=np.int64), k)
         ids, dist = ids.ravel().astype(np.int64, copy=False), dist.ravel()
         keep = (ids != query) & (ids >= 0) & (dist >= config.threshold)
         left, right, sim = np.minimum(query, ids)[keep], np.maximum(query, ids)[keep], dist[keep]
+        del query, ids, dist, keep
         candidates += int(left.size)
         if verify is not None:
             sim = verify(left, right, sim)
             ok = sim >= (accept if accept is not None else config.threshold)
             left, right, sim = left[ok], right[ok], sim[ok]
-        lefts.append(left)
-        rights.append(right)
-        sims.append(sim.astype(np.float32, copy=False))
-    left = np.concatenate(lefts)
-    right = np.concatenate(rights)
+        keys, first = np.unique(left * n + right, return_index=True)
+        sim = sim[first].astype(np.float32, copy=False)
+        new = _not_found_before(keys, keys // n // _CHUNK, number, found)
+        found.append(keys[new])
+        sims.append(sim[new])
+    keys = np.concatenate(found)
+    del found
     similarity = np.concatenate(sims)
-    # A pair is often found from both ends: keep one copy, in (left, right) order.
-    _, first = np.unique(left * n + right, return_index=True)
-    return Pairs(left[first], right[first], similarity[first], kind, candidates)
+    del sims
+    order = np.argsort(keys, kind="stable")
+    keys, similarity = keys[order], similarity[order]
+    return Pairs(keys // n, keys % n, similarity, kind, candidates)
+
+
+def _not_found_before(keys: np.ndarray, chunk_of_left: np.ndarray, number: int, found: list[np.ndarray]) -> np.ndarray:
+    """Which of chunk ``number``'s sorted pair keys were not already found from their left record's query, in that
+    earlier chunk (``found[c]``: chunk c's sorted keys). A pair is found only from the queries of its two records,
+    so each pair is kept once. ``chunk_of_left`` (the chunk of each key's left record) is sorted with the keys."""
+    new = np.ones(keys.size, dtype=bool)
+    bounds = np.searchsorted(chunk_of_left, np.arange(number + 1)).tolist()
+    for chunk, (lo, hi) in enumerate(pairwise(bounds)):
+        earlier = found[chunk]
+        if hi > lo and earlier.size:
+            at = np.minimum(np.searchsorted(earlier, keys[lo:hi]), earlier.size - 1)
+            new[lo:hi] = earlier[at] != keys[lo:hi]
+    return new
 
 
 @dataclass

@@ -1,5 +1,14 @@
 """The pair arithmetic and grouping of ``dedup_semantic`` (:mod:`stages.dedup.semantic`): similarities of row
-pairs, the leader grouping, the report's similarity histogram, and the model helpers (IDF table, digest)."""
+pairs, the leader grouping, the report's similarity histogram, and the model helpers (IDF table, digest).
+
+Grouping (``clustering``): ``leader`` (default) walks the records from the best to the worst; a record not yet
+dropped is kept and drops every verified neighbour not yet dropped. Every dropped record is then similar to
+its kept twin, so ``similarity`` in the detail is always >= threshold. ``union_find`` merges whole connected
+components instead: a chain A~B~C drops C for a kept A it may not resemble. Measured with the built-in
+model on 100k synthetic Alpaca-zh records (bench/bench_semantic.py data): at 0.92, 25 of union-find's 9,916
+drops are below the threshold against their kept twin (down to 0.877), none of leader's 9,895; at 0.85, 81
+(down to 0.805) and 424 drops outside the planted copy families, against 360 for leader.
+"""
 
 from __future__ import annotations
 
@@ -79,7 +88,7 @@ def _dimension(model: Any) -> int:
     return int(getter())
 
 
-def _row_cosine(embeddings: np.ndarray, rows: np.ndarray, other: np.ndarray) -> np.ndarray:
+def _row_cosine(embeddings: Any, rows: np.ndarray, other: np.ndarray) -> np.ndarray:
     """Embedding cosine of ``rows[k]`` and ``other[k]`` (unit rows: the dot product), float32."""
     out = np.empty(rows.size, dtype=np.float32)
     for start in range(0, rows.size, 100_000):
@@ -89,7 +98,7 @@ def _row_cosine(embeddings: np.ndarray, rows: np.ndarray, other: np.ndarray) -> 
     return out
 
 
-def _similarity(embeddings: np.ndarray, ngrams: Any, rows: np.ndarray, other: np.ndarray) -> np.ndarray:
+def _similarity(embeddings: Any, ngrams: Any, rows: np.ndarray, other: np.ndarray) -> np.ndarray:
     """The stage's similarity of ``rows[k]`` and ``other[k]``: hybrid when there are n-gram rows, else cosine."""
     cosine = _row_cosine(embeddings, rows, other)
     return cosine if ngrams is None else _hybrid(cosine, row_dots(ngrams, rows, other))
@@ -100,7 +109,7 @@ def _verify_hybrid(ngrams: Any, left: np.ndarray, right: np.ndarray, cosine: np.
     return _hybrid(cosine, row_dots(ngrams, left, right))
 
 
-def _zero_rows(embeddings: np.ndarray, chunk: int = 65536) -> int:
+def _zero_rows(embeddings: Any, chunk: int = 65536) -> int:
     """How many rows are all zero (records with nothing to embed), without an n × d temporary."""
     return sum(int(np.count_nonzero(~embeddings[i : i + chunk].any(axis=1))) for i in range(0, len(embeddings), chunk))
 

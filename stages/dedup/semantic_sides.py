@@ -24,7 +24,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -117,12 +117,26 @@ def record_texts(batch: pa.Table, mode: Mode, fields: Sequence[str]) -> RecordTe
     return RecordTexts(request, sides)
 
 
-def side_cosine(main: np.ndarray, side: np.ndarray, left: np.ndarray, right: np.ndarray, fallback: bool) -> np.ndarray:
-    """Cosine of the side rows of ``left[k]`` and ``right[k]`` (positions into ``main``/``side``).
+PAIR_CHUNK = 32_768
+"""Pairs whose side rows are gathered at once: bounds the float32 temporaries to ~4 × 32k × d floats whatever
+the number of pairs (gathering the rows of every pair at once took gigabytes on large inputs)."""
+
+
+def side_cosine(main: Any, side: Any, left: np.ndarray, right: np.ndarray, fallback: bool) -> np.ndarray:
+    """Cosine of the side rows of ``left[k]`` and ``right[k]`` (positions into ``main``/``side``: arrays or row
+    sources of :mod:`stages.dedup.semantic_rows`), computed :data:`PAIR_CHUNK` pairs at a time.
 
     ``fallback`` (the instruction side): a zero side row stands for the main row, and two zero rows pass (1.0:
     the main similarity was the instructions'). Otherwise (outputs) two
     empty sides count as equal (1.0) and one empty side as different (0.0)."""
+    out = np.empty(len(left), dtype=np.float32)
+    for start in range(0, len(left), PAIR_CHUNK):
+        stop = start + PAIR_CHUNK
+        out[start:stop] = _side_cosine(main, side, left[start:stop], right[start:stop], fallback)
+    return out
+
+
+def _side_cosine(main: Any, side: Any, left: np.ndarray, right: np.ndarray, fallback: bool) -> np.ndarray:
     a = side[left].astype(np.float32)
     b = side[right].astype(np.float32)
     a_empty = ~a.any(axis=1)
@@ -140,7 +154,7 @@ def side_cosine(main: np.ndarray, side: np.ndarray, left: np.ndarray, right: np.
 
 
 def side_similarities(
-    main: np.ndarray, sides: Mapping[str, np.ndarray], left: np.ndarray, right: np.ndarray
+    main: Any, sides: Mapping[str, Any], left: np.ndarray, right: np.ndarray
 ) -> dict[str, np.ndarray]:
     """Every side's cosine for the pairs ``(left[k], right[k])``."""
     return {name: side_cosine(main, rows, left, right, name == "instruction") for name, rows in sides.items()}
