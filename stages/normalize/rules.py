@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from stages.normalize.stage import NormalizeParams
+    from stages.normalize.params import NormalizeParams
 
 # --- character classes -------------------------------------------------------------------------------------
 _CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002fa1f"  # kana + Han
