@@ -57,8 +57,9 @@ def group_pairs(rows: pa.Table) -> pa.Table:
     np.equal(key[1:], key[:-1], out=same[1:])
     members = np.flatnonzero(same)
     head = np.maximum.accumulate(np.where(same, 0, np.arange(n)))
-    left = np.concatenate([rank[head[members]], rank[members - 1]])
-    right = np.concatenate([rank[members], rank[members]])
+    second = members[head[members] != members - 1]  # the predecessor is not the head: a pair of its own
+    left = np.concatenate([rank[head[members]], rank[second - 1]])
+    right = np.concatenate([rank[members], rank[second]])
     m = len(seqs)
     packed_pairs = sorted_unique((left * m + right)[left != right])
     return pa.table([pa.array(seqs[packed_pairs // m]), pa.array(seqs[packed_pairs % m])], schema=PAIRS_SCHEMA)
