@@ -216,7 +216,8 @@ class Runner:
                 fps = self._collect(Job("collect", [stage], self.recipe.batch_size), units, prev["kept"], "fingerprint")
                 if cache is not None:
                     write_pickle_atomic(path, key, fps)
-            resolution = stage.resolve(fps)
+            rows = stage.group_keys(fps)  # candidates as data: the engine groups the key rows
+            resolution = stage.resolve(fps, None if rows is None else self.engine.group_pairs(rows))
             if stage.needs_records(resolution):
                 job = Job("collect", [stage], self.recipe.batch_size, method="gather", context=resolution, light=True)
                 resolution = stage.complete(resolution, self._collect(job, units, prev["kept"], "gather"))

@@ -120,8 +120,16 @@ class GlobalStage(Stage):
         Never keep the texts."""
 
     @abstractmethod
-    def resolve(self, fingerprints: Sequence[Any]) -> Any:
-        """Decide over all fingerprints (in input order). Returns a picklable resolution for :meth:`decide`."""
+    def resolve(self, fingerprints: Sequence[Any], pairs: pa.Table | None = None) -> Any:
+        """Decide over all fingerprints (in input order). Returns a picklable resolution for :meth:`decide`.
+        ``pairs``: for a stage with :meth:`group_keys`, the engine's grouping of those key rows (the candidate
+        pairs, :func:`stages.dedup.grouping.group_pairs`); ``None`` otherwise."""
+
+    def group_keys(self, fingerprints: Sequence[Any]) -> pa.Table | None:
+        """Key rows (``key`` uint64, ``seq`` int64) made in :meth:`fingerprint`, whose groups the engine turns into
+        the candidate pairs given to :meth:`resolve` (on every engine the same pairs); ``None`` (the default):
+        the stage finds its candidates in :meth:`resolve` itself."""
+        return None
 
     @abstractmethod
     def decide(self, batch: pa.Table, resolution: Any) -> StageResult:

@@ -5,6 +5,8 @@ Every engine has the same few operations, and the runner uses nothing else:
 * ``read_units(files, prefixes, spec)`` — the units of the ``read`` step;
 * ``unit_rows(rows, batch_size)`` — records per unit of a step over ``rows`` records;
 * ``run(job, units)`` — :func:`~pipeline.engines.work.run_unit` on every unit, results in unit order;
+* ``group_pairs(rows)`` — a global stage's key rows (``key``, ``seq``) -> the candidate pairs within each key
+  group (:func:`stages.dedup.grouping.group_pairs`: here one numpy sort; Ray: a Ray Data ``groupby``);
 * ``close()``; optionally ``prepare(stages)`` (set the stages up on the workers ahead of time).
 
 ``LocalEngine(workers=1)`` runs the units here. With ``workers > 1`` it reads the inputs in this process (so one
@@ -29,8 +31,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
 
+import pyarrow as pa
+
 from pipeline.engines.work import FileUnit, Job, ReadSpec, Unit, read_chunks, run_unit
 from stages.base import Stage
+from stages.dedup.grouping import group_pairs
 
 
 class Engine(Protocol):
@@ -41,6 +46,8 @@ class Engine(Protocol):
     def unit_rows(self, rows: int, batch_size: int) -> int: ...
 
     def run(self, job: Job, units: Iterable[Unit]) -> Iterator[Any]: ...
+
+    def group_pairs(self, rows: pa.Table) -> pa.Table: ...
 
     def close(self) -> None: ...
 
@@ -116,6 +123,10 @@ class LocalEngine:
 
     def unit_rows(self, rows: int, batch_size: int) -> int:
         return batch_size
+
+    def group_pairs(self, rows: pa.Table) -> pa.Table:
+        """The candidate pairs of the key rows, here (one sort: faster than shipping the rows to the pool)."""
+        return group_pairs(rows)
 
     def _ship(self, stage: Stage) -> tuple[str, bytes]:
         """A token and the pickled stage, made once per stage object (workers set each token up once)."""

@@ -10,7 +10,10 @@ fingerprints) come back, in unit order. A ``read`` unit is one input file. Finge
 GPU go to GPU actors when the cluster has GPUs.
 
 Results equal the local engine's: parts are named and merged in input order, and a global stage resolves the same
-fingerprints with the same code on the driver.
+fingerprints with the same code on the driver. ``group_pairs(rows)`` (the candidates of ``dedup_exact`` and
+``dedup_minhash``) hash-partitions the key rows by key and groups them with a Ray Data ``groupby(...).map_groups``
+on the workers, each partition paired by the same :func:`stages.dedup.grouping.group_pairs` the local engine
+runs; only the pairs come back.
 
 Fault tolerance is Ray's: an actor whose process dies is restarted and the unit it was running is retried
 (Ray Data's actor pools use ``max_restarts=-1``, ``max_task_retries=-1``); the stage is set up again in the new
@@ -29,14 +32,17 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from pipeline.engines.parts import PART_ROWS
 from pipeline.engines.work import FileUnit, Job, ReadSpec, Unit, run_unit
 from schemas.errors import ConfigError
+from stages.dedup.grouping import KEY, PAIRS_SCHEMA, SEQ, group_pairs
 
 UNIT_COLUMN = "__zh_unit"
 PAYLOAD_COLUMN = "__zh_payload"
+PART_COLUMN = "__zh_part"
 
 
 def import_ray() -> Any:
@@ -127,6 +133,30 @@ class RayEngine:
         """Records per unit of a step over ``rows`` records: at most ``part_rows``, and small enough that every
         worker gets about four units (so that the work evens out between the actors)."""
         return max(1, min(self.part_rows, math.ceil(rows / (4 * self.workers))))
+
+    def group_pairs(self, rows: pa.Table) -> pa.Table:
+        """The candidate pairs of the key rows (``key``, ``seq``), grouped on the workers: rows go to one of
+        ``4 * workers`` partitions by a hash of their key (a key group stays whole), and
+        ``groupby(partition).map_groups`` pairs each partition. A pair found in two partitions (two LSH bands)
+        comes back twice; the stage keeps the distinct ones."""
+        import ray.data
+
+        if rows.num_rows < 2:
+            return group_pairs(rows)
+        parts = 4 * self.workers
+        key = rows.column(KEY).to_numpy().astype(np.uint64)
+        part = ((key * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(33)) % np.uint64(parts)
+        table = rows.select([KEY, SEQ]).append_column(PART_COLUMN, pa.array(part.astype(np.int64)))
+        step = math.ceil(table.num_rows / parts)
+        blocks = [table.slice(start, step) for start in range(0, table.num_rows, step)]
+        grouped = (
+            ray.data.from_arrow(blocks)
+            .groupby(PART_COLUMN, num_partitions=parts)
+            .map_groups(group_pairs, batch_format="pyarrow")
+        )
+        found = [b for b in grouped.iter_batches(batch_size=None, batch_format="pyarrow")]
+        tables = [pa.table(b).select(PAIRS_SCHEMA.names).cast(PAIRS_SCHEMA) for b in found]
+        return pa.concat_tables([PAIRS_SCHEMA.empty_table(), *tables])
 
     def run(self, job: Job, units: Iterable[Unit]) -> Iterator[Any]:
         """``run_unit(job, unit)`` for every unit on the actors, results in unit order. The units are planned here

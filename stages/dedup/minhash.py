@@ -8,20 +8,20 @@ Pipeline, columnar from end to end:
    one-permutation MinHash signatures with densification — a (n, num_perm) uint32 matrix; the texts are not
    kept. If skipping leaves fewer than ``ngram`` characters, whitespace and punctuation are kept; a text still
    shorter than ``ngram`` is fingerprinted whole (one shingle), so distinct short texts never collide.
-2. ``resolve``: LSH with ``bands`` × ``rows`` derived from ``threshold`` exactly as datasketch's
-   ``MinHashLSH`` does (minimizing the equally weighted false-positive and false-negative areas). For each
-   band, rows are sorted by band hash; within a bucket every member is a candidate with the bucket's
-   earliest record and with its predecessor. Candidates are verified (estimated Jaccard = fraction of equal
-   slots ≥ ``threshold``) before they are linked in a union-find (a candidate pair already in one cluster is
-   not verified again), and in each cluster the record with the highest ``quality_score`` (else the
-   smallest ``_seq``) is kept.
+2. Candidates, as data (:mod:`stages.dedup.grouping`): LSH with ``bands`` × ``rows`` (:func:`optimal_bands`);
+   ``fingerprint`` also gives each record one key row per band (band number over the band hash's high 32 bits,
+   × ``_seq``), and the engine groups the key rows (numpy sort here, Ray Data ``groupby`` on Ray): within a
+   bucket every member is a candidate with the bucket's earliest record and with its predecessor.
+   ``resolve`` verifies the distinct candidates (estimated Jaccard = fraction of equal slots ≥ ``threshold``),
+   clusters the accepted ones (union-find), and in each cluster keeps the record with the highest
+   ``quality_score`` (else the smallest ``_seq``) — the same code on every engine.
 3. ``decide``: every other record of a cluster is dropped with reason ``duplicate_near`` and a detail naming
    the kept twin (``duplicate_of``), the estimated Jaccard to it (``similarity``) and ``cluster_size``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, ClassVar, Literal
@@ -37,9 +37,9 @@ from stages.dedup.common import (
     RecordKeys,
     record_text,
 )
+from stages.dedup.grouping import concat_key_rows, group_pairs, key_rows, pair_rows, sorted_unique
 from stages.dedup.minhash_kernel import band_hashes, int64_array, minhash_signatures, pair_similarity
-from stages.dedup.minhash_verify import TextVerification, gather_texts, levenshtein_ratio, sorted_unique, texts_by_row
-from stages.dedup.union_find import flatten, link_buckets
+from stages.dedup.minhash_verify import TextVerification, gather_texts, levenshtein_ratio, texts_by_row
 
 REASON_NEAR = "duplicate_near"
 
@@ -97,11 +97,13 @@ def optimal_bands(threshold: float, num_perm: int, target: float = CANDIDATE_AT_
 
 @dataclass(frozen=True)
 class MinHashFingerprint:
-    """One batch's fingerprint: record keys, (n, num_perm) uint32 signatures, count of short texts."""
+    """One batch's fingerprint: record keys, (n, num_perm) uint32 signatures, count of short texts, and the key
+    rows (one per record and band: :func:`band_keys` × ``_seq``) that the engine groups into candidates."""
 
     keys: RecordKeys
     signatures: np.ndarray
     short_texts: int
+    key_rows: pa.Table
 
 
 class MinHashDedupStage(GlobalStage):
@@ -115,9 +117,17 @@ class MinHashDedupStage(GlobalStage):
         p = self.params
         text = record_text(batch, p.fields)
         sig, short = minhash_signatures(text, p.ngram, p.num_perm, p.seed, p.normalize)
-        return MinHashFingerprint(RecordKeys.from_batch(batch), sig, int(short.sum()))
+        keys = RecordKeys.from_batch(batch)
+        return MinHashFingerprint(keys, sig, int(short.sum()), key_rows(band_keys(sig, *p.bands_rows), keys.seq))
 
-    def resolve(self, fingerprints: Sequence[Any]) -> DuplicateResolution | TextVerification:
+    def group_keys(self, fingerprints: Sequence[Any]) -> pa.Table:
+        return concat_key_rows([fp.key_rows for fp in fingerprints])
+
+    def resolve(
+        self, fingerprints: Sequence[Any], pairs: pa.Table | None = None
+    ) -> DuplicateResolution | TextVerification:
+        """Candidates: records sharing a band's bucket (the engine's grouping of the key rows, or here without
+        one), verified on the signatures (``jaccard``) or on the texts after a second pass."""
         fps: list[MinHashFingerprint] = list(fingerprints)
         p = self.params
         keys = RecordKeys.concat([fp.keys for fp in fps])
@@ -125,20 +135,19 @@ class MinHashDedupStage(GlobalStage):
             sig = np.concatenate([fp.signatures for fp in fps])
         else:
             sig = np.empty((0, p.num_perm), np.uint32)
-        bands, rows = p.bands_rows
+        left, right = pair_rows(keys.seq, group_pairs(self.group_keys(fps)) if pairs is None else pairs)
         short = {"short_texts": sum(fp.short_texts for fp in fps)}
         if p.verify != "jaccard":  # candidates only; verified on the texts after a second pass (gather)
-            left, right = lsh_candidates(sig, bands, rows, keys.seq)
             involved = sorted_unique(np.concatenate([left, right]))
-            involved = involved[np.argsort(keys.seq[involved], kind="stable")]  # in _seq order, as on Ray
+            involved = involved[np.argsort(keys.seq[involved], kind="stable")]  # in _seq order
             sub = RecordKeys(keys.seq[involved], keys.ids.take(int64_array(involved)), keys.quality[involved])
             row = np.empty(len(keys), np.int64)
             row[involved] = np.arange(len(involved))
             left, right = row[left], row[right]
             return self._verify_candidates(sub, sig[involved], left, right, {"candidate_pairs": len(left), **short})
-        labels, verified, linked = lsh_clusters(sig, bands, rows, keys.seq, p.threshold)
-        stats = {"candidates_verified": verified, "candidates_linked": linked, **short}
-        return DuplicateResolution.from_labels(keys, labels, lambda a, b: pair_similarity(sig, a, b), stats)
+        ok = pair_similarity(sig, left, right) >= p.threshold
+        stats = {"candidates_verified": len(left), "candidates_linked": int(ok.sum()), **short}
+        return DuplicateResolution.from_pairs(keys, left[ok], right[ok], lambda a, b: pair_similarity(sig, a, b), stats)
 
     def _verify_candidates(
         self, keys: RecordKeys, signatures: np.ndarray, left: np.ndarray, right: np.ndarray, stats: dict[str, int]
@@ -185,67 +194,14 @@ class MinHashDedupStage(GlobalStage):
         return resolution.counters()
 
 
-def lsh_clusters(
-    sig: np.ndarray, bands: int, rows: int, seq: np.ndarray, threshold: float
-) -> tuple[np.ndarray, int, int]:
-    """Cluster labels from the signatures: (labels, candidates verified, candidates linked).
-
-    Band by band (:func:`_band_orders`: each row's key packs the band hash's high 32 bits over the row's rank
-    in ``_seq`` order; one sort groups the buckets with members in ``_seq`` order). Each member is a candidate
-    with the bucket's first (earliest) member and with its predecessor — linear in the bucket size — verified
-    on the signatures and linked in a union-find (:func:`stages.dedup.union_find.link_buckets`). Candidates
-    depend only on ``_seq``, not on the order of the rows, so neither do the clusters. (32-bit bucket ids add
-    a few false candidates, all rejected by the verification.)
-    """
-    parent = np.arange(len(seq))
-    verified = linked = 0
-    for keys, by_seq in _band_keys(sig, bands, rows, seq):
-        v, k = link_buckets(keys, by_seq, sig, parent, threshold)
-        verified += v
-        linked += k
-    return flatten(parent), verified, linked
-
-
-def lsh_candidates(sig: np.ndarray, bands: int, rows: int, seq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The distinct candidate pairs of :func:`lsh_clusters`' rule (each bucket member with the bucket's first
-    member and with its predecessor, members in ``_seq`` order), unverified: row pairs (earlier, later)."""
-    n = len(seq)
-    found: list[np.ndarray] = []
-    for order, same in _band_orders(sig, bands, rows, seq):
-        members = np.flatnonzero(same)
-        head = np.maximum.accumulate(np.where(same, 0, np.arange(n)))
-        for other in (order[head[members]], order[members - 1]):
-            a, b = np.minimum(other, order[members]), np.maximum(other, order[members])
-            found.append(a.astype(np.int64) * n + b)
-    pairs = sorted_unique(np.concatenate(found)) if found else np.empty(0, np.int64)
-    return pairs // max(n, 1), pairs % max(n, 1)
-
-
-def _band_orders(sig: np.ndarray, bands: int, rows: int, seq: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """For each band: (rows grouped bucket by bucket with members in ``_seq`` order, whether each row shares the
-    bucket of the one before)."""
-    same = np.zeros(len(seq), bool)
-    for keys, by_seq in _band_keys(sig, bands, rows, seq):
-        bucket = keys >> np.uint64(32)
-        np.equal(bucket[1:], bucket[:-1], out=same[1:])
-        yield by_seq[(keys & np.uint64(0xFFFFFFFF)).astype(np.int64)], same
-
-
-def _band_keys(sig: np.ndarray, bands: int, rows: int, seq: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """For each band: its sorted keys — the band hash's high 32 bits (the bucket) over the row's rank in ``_seq``
-    order, so one sort groups the buckets with members in ``_seq`` order — and the rows by rank. Band hashes
-    are computed :data:`BAND_CHUNK` bands per pass over the signatures (fewer cache misses than one)."""
-    n = len(seq)
-    if n >= 2**32:
-        raise ValueError("dedup_minhash handles at most 2**32 - 1 records in one run")
-    by_seq = np.argsort(seq, kind="stable")
-    rank = np.empty(n, np.uint64)
-    rank[by_seq] = np.arange(n, dtype=np.uint64)
-    high = ~np.uint64(0xFFFFFFFF)
+def band_keys(sig: np.ndarray, bands: int, rows: int) -> np.ndarray:
+    """A (n, bands) uint64 array of LSH bucket keys: band ``b``'s key is ``b`` over the high 32 bits of the band's
+    hash (so buckets of different bands never meet). Band hashes are computed :data:`BAND_CHUNK` bands per pass
+    over the signatures (fewer cache misses than one). (32-bit bucket ids add a few false candidates, all
+    rejected by the verification.)"""
+    out = np.empty((len(sig), bands), np.uint64)
     for first in range(0, bands, BAND_CHUNK):
         hashes = band_hashes(sig, min(BAND_CHUNK, bands - first), rows, first)
-        for j in range(hashes.shape[1]):
-            keys = hashes[:, j] & high
-            keys |= rank
-            keys.sort()
-            yield keys, by_seq
+        out[:, first : first + hashes.shape[1]] = hashes >> np.uint64(32)
+    out |= np.arange(bands, dtype=np.uint64) << np.uint64(32)
+    return out

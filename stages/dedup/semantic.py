@@ -274,7 +274,7 @@ class SemanticDedupStage(GlobalStage):
             keep_texts = {"main": [text[:VERIFY_CHARS] for text in texts.main]}
         return SemanticFingerprint(RecordKeys.from_batch(batch), matrices[0].astype(dtype), ngrams, sides, keep_texts)
 
-    def resolve(self, fingerprints: Sequence[Any]) -> SemanticResolution:
+    def resolve(self, fingerprints: Sequence[Any], pairs: pa.Table | None = None) -> SemanticResolution:
         fps: list[SemanticFingerprint] = list(fingerprints)
         keys = RecordKeys.concat([fp.keys for fp in fps])
         dim = fps[0].embeddings.shape[1] if fps else 1

@@ -85,7 +85,7 @@ class ExactTwin(GlobalStage):
         ]
         return list(zip(batch.column(SEQ_COLUMN).to_pylist(), batch.column("id").to_pylist(), keys))
 
-    def resolve(self, fingerprints: Sequence[Any]) -> Any:
+    def resolve(self, fingerprints: Sequence[Any], pairs: pa.Table | None = None) -> Any:
         first: dict[str, str] = {}
         size: dict[str, int] = {}
         dup_of: dict[int, tuple[str, str]] = {}

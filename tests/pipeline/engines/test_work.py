@@ -44,6 +44,7 @@ from pipeline.report.collect import ReportCollector, _mix
 from pipeline.runner import Runner, RunOptions
 from schemas.errors import BalanceError
 from stages.base import SEQ_COLUMN, GlobalStage, RecordStage
+from stages.dedup.grouping import group_pairs
 
 ROOT = Path(__file__).resolve().parents[3]
 SAMPLES = ROOT / "samples" / "raw"
@@ -299,6 +300,14 @@ class ShuffledEngine(LocalEngine):
             next(iter(part_files(last / KEPT))).unlink()
         yield from reversed(results)
 
+    def group_pairs(self, rows: pa.Table) -> pa.Table:
+        """As Ray groups: the rows shuffled, hash-partitioned by key, each partition paired on its own."""
+        self.calls["group_pairs"] += 1
+        rows = rows.take(np.random.default_rng(7).permutation(rows.num_rows))
+        part = rows.column("key").to_numpy() % np.uint64(3)
+        found = [group_pairs(rows.filter(pa.array(part == p))) for p in range(3)]
+        return pa.concat_tables(found[::-1])
+
 
 def run(
     out: Path, engine: Any = None, resume: bool = False, inputs: Path = SAMPLES, stages: list[Any] = RUN_STAGES
@@ -338,8 +347,9 @@ def shuffled_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[s
     out = tmp_path_factory.mktemp("shuffled")
     engine = ShuffledEngine()
     report = run(out, engine)
-    # read + the record stages (one pass), then per dedup stage: fingerprints, then decisions
-    assert engine.calls == {"segment": 3, "collect": 2}
+    # read + the record stages (one pass), then per dedup stage: fingerprints, then decisions,
+    # and the key rows of dedup_exact and dedup_minhash grouped by the engine
+    assert engine.calls == {"segment": 3, "collect": 2, "group_pairs": 2}
     return out, report
 
 
