@@ -194,7 +194,7 @@ class Runner:
                 files["quarantine_file"] = f"{name}/{QUARANTINE}"
             info: dict[str, Any] = {"fused": [s.name for s in stages]} if len(ks) > 1 else {}
             info.update(extra, parts=len(per_step[i]), worker_seconds=round(busy[i], 3))
-            seconds = wall * busy[i] / spent if sum(busy) else wall / len(ks)
+            seconds = extra.get("resolve_seconds", 0.0) + (wall * busy[i] / spent if sum(busy) else wall / len(ks))
             stats = step_stats(self.stages[k - 1] if k else None, self.fps[k], files, total, seconds, info)
             write_json_atomic(self.work / f"{name}.stats.json", stats)  # last: the step is complete
             out.append(stats)
@@ -203,7 +203,7 @@ class Runner:
     def _global_step(self, k: int, prev: dict[str, Any]) -> dict[str, Any]:
         """A global stage: fingerprints (cached when the stage asks), the resolution here, maybe a second pass
         (``gather``) to complete it, then its ``decide`` as a pass of its own."""
-        stage = self.stages[k - 1]
+        stage, t0 = self.stages[k - 1], time.perf_counter()
         assert isinstance(stage, GlobalStage)
         name, units = self._name(k), self._units(prev)
         try:
@@ -226,8 +226,10 @@ class Runner:
             raise
         except Exception as e:
             raise StageError(stage.name, f"{type(e).__name__}: {e}") from e
-        decide = Decide(stage, resolution)
-        (stats,) = self._segment(k, k, prev, [decide], fingerprints_reused=reused, resolution_counters=counters)
+        decide, before = Decide(stage, resolution), round(time.perf_counter() - t0, 3)  # fingerprints + resolve
+        (stats,) = self._segment(
+            k, k, prev, [decide], fingerprints_reused=reused, resolution_counters=counters, resolve_seconds=before
+        )
         return stats
 
     def _collect(self, job: Job, units: list[Any], rows: int, what: str) -> list[Any]:
