@@ -37,9 +37,10 @@ from stages.dedup.common import (
     RecordKeys,
     record_text,
 )
-from stages.dedup.grouping import concat_key_rows, group_pairs, key_rows, pair_rows, sorted_unique
+from stages.dedup.grouping import concat_key_rows, group_pairs, key_rows, pair_rows
 from stages.dedup.minhash_kernel import band_hashes, int64_array, minhash_signatures, pair_similarity
 from stages.dedup.minhash_verify import TextVerification, gather_texts, levenshtein_ratio, texts_by_row
+from stages.numeric import sorted_unique
 
 REASON_NEAR = "duplicate_near"
 

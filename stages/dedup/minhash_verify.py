@@ -28,7 +28,6 @@ import pyarrow as pa
 
 from stages.base import SEQ_COLUMN
 from stages.dedup.common import RecordKeys, cluster_pairs, record_text
-from stages.dedup.grouping import sorted_unique
 from stages.dedup.minhash_kernel import (
     DROP,
     _decode,
@@ -38,6 +37,7 @@ from stages.dedup.minhash_kernel import (
     pair_similarity,
     string_buffers,
 )
+from stages.numeric import sorted_unique
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ import numpy as np
 import numpy.typing as npt
 
 from stages.assets import DATA_DIR
+from stages.numeric import sorted_unique
 from stages.safety.lexicon import fold as lexicon_fold
 
 DEFAULT_ARTIFACT = DATA_DIR / "safety_models.npz"
@@ -86,7 +87,7 @@ def ngram_keys(
 ) -> npt.NDArray[np.int64]:
     """Distinct ``row << bits | bucket`` keys of a batch's n-grams (``nmin`` to ``nmax`` chars), sorted."""
     parts = [k for n, (_, k) in enumerate(_hashed_ngrams(texts, bits, nmax), 1) if n >= nmin]
-    return _unique(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.int64)
+    return sorted_unique(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.int64)
 
 
 def _member(keys: npt.NDArray[np.int64], sorted_set: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
@@ -95,15 +96,6 @@ def _member(keys: npt.NDArray[np.int64], sorted_set: npt.NDArray[np.int64]) -> n
         return np.zeros(keys.shape[0], dtype=bool)
     idx = np.minimum(np.searchsorted(sorted_set, keys), sorted_set.shape[0] - 1)
     return sorted_set[idx] == keys
-
-
-def _unique(keys: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
-    """Sorted distinct values (a sort and a mask: several times faster than ``np.unique``'s hashing here)."""
-    keys = np.sort(keys)
-    keep = np.empty(keys.shape[0], dtype=bool)
-    keep[:1] = True
-    np.not_equal(keys[1:], keys[:-1], out=keep[1:])
-    return keys[keep]
 
 
 def novel_keys(
