@@ -152,7 +152,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> int:
-    if not args.quiet:  # at once: importing the stages (numpy, pyarrow, jieba, torch …) takes seconds
+    if not args.quiet:  # at once: importing the stages (numpy, pyarrow, torch …) takes seconds
         print(
             f"zhcurate: loading the recipe {args.recipe or '(default)'} and the stages …", file=sys.stderr, flush=True
         )

@@ -33,7 +33,7 @@ _VERSIONED = (
     "numpy",
     "pydantic",
     "opencc",
-    "jieba",
+    "rjieba",
     "datasketch",
     "faiss-cpu",
     "sentence-transformers",

@@ -1,4 +1,4 @@
-"""segment: the shared jieba utility (one tokenizer per process and user dictionary)."""
+"""segment: the shared word segmenter (jieba's dictionary through rjieba; one per process and user dictionary)."""
 
 from __future__ import annotations
 
@@ -45,6 +45,23 @@ def test_cut_many_matches_cut() -> None:
     seg = get_segmenter()
     texts = ["给出三个保持健康的提示。", "", "描述一个原子的结构。"]
     assert seg.cut_many(texts) == [seg.cut(t) for t in texts]
+
+
+def test_user_dictionary_without_frequency_and_bad_lines(tmp_path: Path) -> None:
+    user = tmp_path / "words.txt"
+    user.write_text("\n年终奖发放 n\n", encoding="utf-8")
+    assert ("年终奖发放", "n") in Segmenter(user).posseg("今年的年终奖发放了")
+    bad = tmp_path / "bad.txt"
+    bad.write_text("好词 3 n 多余\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="line 1"):
+        Segmenter(bad).cut("好词")
+
+
+def test_dictionary_cut_is_jiebas() -> None:
+    # dictionary-only cuts (what safety's lexicon boundaries use) are jieba 0.42's, word for word
+    seg = get_segmenter(hmm=False)
+    assert seg.cut("鸦片战争是中国近代史的开端") == ["鸦片战争", "是", "中国", "近代史", "的", "开端"]
+    assert seg.cut("出售冰毒") == ["出售", "冰毒"]
 
 
 def test_missing_user_dictionary_is_a_config_error(tmp_path: Path) -> None:
