@@ -119,7 +119,7 @@ class PartWriter:
         if kind not in self.sinks:
             folder = self.step_dir / kind
             folder.mkdir(parents=True, exist_ok=True)
-            self.sinks[kind] = ParquetSink(folder / part_name(self.key), schema)
+            self.sinks[kind] = ParquetSink(folder / part_name(self.key), schema, scratch=True)
         return self.sinks[kind]
 
     def kept(self, table: pa.Table, write: bool = True) -> None:

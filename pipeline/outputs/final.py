@@ -47,9 +47,12 @@ def write_outputs(
     cleaned = ParquetSink(out / "cleaned.parquet", final_schema)
     final = ReportCollector()
     last = next(s for s in reversed(steps) if s.get("file"))
+    # With no stage after read the cleaned records are read's, whose report material read collected already.
+    same = last is steps[0] and bool(last.get("collect"))
     for batch in rebatched(work / last["file"], batch_size):
         cleaned.write(batch)
-        final.add_kept(batch)
+        if not same:
+            final.add_kept(batch)
     cleaned.close()
     rejected_schema = ledger_schema(final_schema)
     rejected = ParquetSink(out / "rejected.parquet", rejected_schema)
@@ -77,7 +80,7 @@ def write_outputs(
             f"{totals['rejected']} + quarantined {totals['quarantined']}. This is a bug; please report it "
             f"with the checkpoint folder {work}."
         )
-    return totals, final.result()
+    return totals, (dict(last["collect"]) if same else final.result())
 
 
 __all__ = ["rebatched", "write_outputs"]

@@ -126,8 +126,13 @@ class _Side:
             _add(self.safety_score, score_hist(table.column("safety_score")))
 
     def merge(self, other: _Side) -> None:
-        self.flush()
-        other.flush()
+        # Batches not counted yet move over (a part's collector in this process), so the task types of small
+        # parts are classified together, one regex compilation per rule for each TASK_BLOCK rows.
+        self._pending.extend(other._pending)
+        self._pending_rows += other._pending_rows
+        other._pending, other._pending_rows = [], 0
+        if self._pending_rows >= TASK_BLOCK:
+            self.flush()
         self.n += other.n
         _add(self.instruction_len, other.instruction_len)
         _add(self.output_len, other.output_len)
