@@ -3,6 +3,7 @@
     python bench/bench_speed.py make --copies 5 --out /tmp/speed_in     # ~101k Alpaca-zh-derived JSONL records
     python bench/bench_speed.py floor --input /tmp/speed_in --out /tmp/floor.parquet
     python bench/bench_speed.py steps /tmp/out                           # per-step seconds of a finished run
+    python bench/bench_speed.py io-floor --input /tmp/nd100k.parquet --kept 27363 --out /tmp/io   # dedup's I/O floor
 
 ``make`` writes one JSONL file (``all.jsonl``) of Alpaca-zh replicated ``--copies`` times, every copy after the
 first perturbed as in ``bench/bench_ray.py`` (exact, near and new duplicates). ``floor`` is the least a tool can
@@ -17,7 +18,12 @@ The dedup stages alone against datasketch's documented usage, both as whole proc
     zhcurate run bench/recipes/dedup_only.yaml --input /tmp/nd100k.parquet --output /tmp/o2 --quiet
     python bench/bench_minhash.py _datasketch --data /tmp/nd100k.parquet
 
-and ``--workers 1`` against ``--workers 2`` with ``bench/recipes/per_record.yaml`` (then ``steps`` on each).
+``io-floor`` is what any whole-process dedup run must at least do besides deduplicating: start Python, import
+pyarrow, read the Parquet file and write its rows back split into the kept (``--kept``, the first rows) and the
+removed ones, zstd, as ``cleaned.parquet`` and ``rejected.parquet``. datasketch's CPU divided by this one's is
+the most any tool's whole run can gain over datasketch's whole run on that file.
+
+And ``--workers 1`` against ``--workers 2`` with ``bench/recipes/per_record.yaml`` (then ``steps`` on each).
 """
 
 from __future__ import annotations
@@ -51,6 +57,15 @@ def floor(inp: Path, out: Path) -> None:
     frame.to_parquet(out, compression="zstd")
 
 
+def io_floor(inp: Path, kept: int, out: Path) -> None:
+    import pyarrow.parquet as pq
+
+    out.mkdir(parents=True, exist_ok=True)
+    table = pq.read_table(inp)
+    pq.write_table(table.slice(0, kept), out / "cleaned.parquet", compression="zstd")
+    pq.write_table(table.slice(kept), out / "rejected.parquet", compression="zstd")
+
+
 def steps(folder: Path) -> None:
     report = json.loads((folder / "report.json").read_text(encoding="utf-8"))
     for s in report["stages"]:
@@ -68,6 +83,10 @@ def main() -> None:
     f = sub.add_parser("floor")
     f.add_argument("--input", type=Path, required=True)
     f.add_argument("--out", type=Path, required=True)
+    io = sub.add_parser("io-floor")
+    io.add_argument("--input", type=Path, required=True)
+    io.add_argument("--kept", type=int, required=True)
+    io.add_argument("--out", type=Path, required=True)
     s = sub.add_parser("steps")
     s.add_argument("folder", type=Path)
     args = ap.parse_args()
@@ -75,6 +94,8 @@ def main() -> None:
         print(make(args.out, args.copies, args.seed), "records in", args.out / "all.jsonl")
     elif args.cmd == "floor":
         floor(args.input, args.out)
+    elif args.cmd == "io-floor":
+        io_floor(args.input, args.kept, args.out)
     else:
         steps(args.folder)
 
