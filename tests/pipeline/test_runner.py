@@ -72,6 +72,24 @@ def test_previous_outputs_are_removed_before_a_run(tmp_path: Path) -> None:
     assert run([str(SAMPLES)], out, stages=["normalize"], resume=True)["counts"]["input"] == 43  # --resume too
 
 
+def test_read_only_run_reports_the_cleaned_side_as_read_saw_it(tmp_path: Path) -> None:
+    # No stage after read: the "after" side of the report is read's own material, and it must be what the
+    # cleaned records give when collected afresh.
+    from pipeline.report.collect import ReportCollector
+    from pipeline.report.tasktypes import count_task_types
+
+    report = run([str(SAMPLES)], tmp_path / "out")
+    cleaned = pq.read_table(tmp_path / "out" / "cleaned.parquet")
+    types = report["diversity"]["task_types"]
+    assert {t: n for t, n in types["after"].items() if n} == count_task_types(cleaned) != {}
+    assert types["after"] == types["before"]
+    fresh = ReportCollector()
+    fresh.add_kept(cleaned)
+    kept = fresh.result()["kept"]
+    after = report["distributions"]["instruction_length"]["after"]
+    assert after == kept["instruction_len"] and sum(after) == report["counts"]["cleaned"] > 0
+
+
 def test_cli_force_and_a_folder_of_unknown_outputs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "out"
     out.mkdir()
