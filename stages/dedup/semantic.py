@@ -52,6 +52,7 @@ from schemas.errors import ConfigError
 from stages.base import SEQ_COLUMN, GlobalStage, StageParams, StageResult, detail_json
 from stages.dedup.common import DuplicateResolution, RecordKeys, choose_kept, cluster_pairs
 from stages.dedup.semantic_cascade import VERIFY_CHARS, cascade
+from stages.dedup.semantic_encode import encode_columns
 from stages.dedup.semantic_index import Pairs, SearchConfig, SparseRows, similar_pairs
 from stages.dedup.semantic_pairs import (
     _dimension,
@@ -67,7 +68,7 @@ from stages.dedup.semantic_pairs import (
     similarity_histogram,
 )
 from stages.dedup.semantic_params import SemanticDedupParams
-from stages.dedup.semantic_rows import BlockRows, PresentRows, RowSource, encode_columns, stack_rows
+from stages.dedup.semantic_rows import BlockRows, PresentRows, RowSource, stack_rows
 from stages.dedup.semantic_sides import (
     BUILTIN,
     CALIBRATED,

@@ -128,22 +128,36 @@ def side_cosine(main: Any, side: Any, left: np.ndarray, right: np.ndarray, fallb
 
     ``fallback`` (the instruction side): a zero side row stands for the main row, and two zero rows pass (1.0:
     the main similarity was the instructions'). Otherwise (outputs) two
-    empty sides count as equal (1.0) and one empty side as different (0.0)."""
-    out = np.empty(len(left), dtype=np.float32)
-    for start in range(0, len(left), PAIR_CHUNK):
-        stop = start + PAIR_CHUNK
-        out[start:stop] = _side_cosine(main, side, left[start:stop], right[start:stop], fallback)
+    empty sides count as equal (1.0) and one empty side as different (0.0). Pairs of two records without a
+    stored row (a :class:`~stages.dedup.semantic_rows.PresentRows` side) are 1.0 without gathering anything.
+    Each pair's cosine depends only on its two rows, whatever the chunk it is computed in."""
+    out = np.ones(len(left), dtype=np.float32)
+    todo = np.arange(len(left))
+    if callable(getattr(side, "stored", None)):  # compact rows: two records without a stored row read as two
+        todo = np.flatnonzero(side.stored(left) | side.stored(right))  # zero rows, 1.0 in both modes
+    for start in range(0, todo.size, PAIR_CHUNK):
+        at = todo[start : start + PAIR_CHUNK]
+        out[at] = _side_cosine(main, side, left[at], right[at], fallback)
     return out
 
 
+def _rows32(rows: Any, positions: np.ndarray) -> np.ndarray:
+    """``rows[positions]`` as float32; a position that repeats (pairs are sorted by their left record) is
+    gathered and converted once."""
+    unique, inverse = np.unique(positions, return_inverse=True)
+    if 2 * unique.size > positions.size:
+        return rows[positions].astype(np.float32)
+    return rows[unique].astype(np.float32)[inverse.ravel()]
+
+
 def _side_cosine(main: Any, side: Any, left: np.ndarray, right: np.ndarray, fallback: bool) -> np.ndarray:
-    a = side[left].astype(np.float32)
-    b = side[right].astype(np.float32)
+    a = _rows32(side, left)
+    b = _rows32(side, right)
     a_empty = ~a.any(axis=1)
     b_empty = ~b.any(axis=1)
     if fallback:  # neither has more than its instruction: the main comparison already was this one
-        a[a_empty] = main[left[a_empty]].astype(np.float32)
-        b[b_empty] = main[right[b_empty]].astype(np.float32)
+        a[a_empty] = _rows32(main, left[a_empty])
+        b[b_empty] = _rows32(main, right[b_empty])
         cosine = np.einsum("ij,ij->i", a, b).astype(np.float32)
         cosine[a_empty & b_empty] = 1.0
         return cosine
