@@ -209,8 +209,12 @@ class SemanticDedupStage(GlobalStage):
         if self._model is not None:
             return
         from stages.dedup import embedder
+        from stages.dedup.static_model import StaticModel
 
-        model = embedder.load_model(self.model_name(), self._device(), offline=True)
+        device = self._device()  # a plain static model on the CPU runs without sentence-transformers (same bits)
+        model: Any = StaticModel.load(self.model_name()) if device == "cpu" else None
+        if model is None:
+            model = embedder.load_model(self.model_name(), device, offline=True)
         if self.params.max_length is not None:
             try:
                 model.max_seq_length = self.params.max_length
@@ -332,7 +336,8 @@ class SemanticDedupStage(GlobalStage):
         counters.update({"candidate_pairs": pairs.candidates, "verified_pairs": len(pairs)})
         if sides and len(pairs):
             thresholds = self.side_thresholds()
-            sims = side_similarities(embeddings, sides, pairs.left, pairs.right)
+            threads = self.params.threads or os.cpu_count() or 1
+            sims = side_similarities(embeddings, sides, pairs.left, pairs.right, threads)
             for name, values in sims.items():
                 counters[f"rejected_by_{name}"] = int(np.count_nonzero(values < thresholds[name]))
             pairs = _subset(pairs, sides_agree(sims, thresholds, len(pairs)))

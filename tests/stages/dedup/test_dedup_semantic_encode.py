@@ -3,7 +3,10 @@ sentence-transformers' ``encode``: the rows must be bit-for-bit those of ``model
 
 from __future__ import annotations
 
+import json
+import shutil
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -88,3 +91,37 @@ def test_other_models_go_through_encode_and_see_each_text_once() -> None:
     assert fake.seen == ["确定段落的基调。", "写一首诗", "用5句话概括段落。"]
     assert np.array_equal(main[0], main[2]) and np.array_equal(main[1], side[1])
     assert not side[0].any() and side[2].any()
+
+
+def test_built_in_model_without_sentence_transformers_is_bit_identical(model: Any) -> None:
+    from stages.dedup.static_model import StaticModel
+
+    plain = StaticModel.load(DEFAULT_MODEL_DIR)
+    assert plain is not None and plain.get_embedding_dimension() == 384 and plain.normalizes == 1
+    expected = model.encode(TEXTS, batch_size=4096, convert_to_numpy=True, normalize_embeddings=True)
+    assert np.array_equal(plain.encode(TEXTS), expected)
+    columns = [TEXTS, ["", *TEXTS[1:]]]
+    assert all(
+        np.array_equal(a, b)
+        for a, b in zip(encode_columns(plain, columns, 384, 64), encode_columns(model, columns, 384, 64), strict=True)
+    )
+
+
+def test_static_model_declines_other_directories(tiny_model_dir: Path, tmp_path: Path) -> None:
+    from sentence_transformers import SentenceTransformer
+
+    from stages.dedup.static_model import StaticModel
+
+    tiny = StaticModel.load(tiny_model_dir)  # a static embedding without a Normalize module
+    assert tiny is not None and tiny.normalizes == 0
+    st = SentenceTransformer(str(tiny_model_dir), device="cpu").float()
+    expected = st.encode(TEXTS, convert_to_numpy=True, normalize_embeddings=True)
+    assert np.array_equal(tiny.encode(TEXTS), expected)
+    assert StaticModel.load(tmp_path) is None  # not a model directory
+    assert StaticModel.load("BAAI/bge-small-zh-v1.5") is None  # a hub name: sentence-transformers' business
+    prompted = tmp_path / "prompted"
+    shutil.copytree(DEFAULT_MODEL_DIR, prompted)
+    config = json.loads((prompted / "config_sentence_transformers.json").read_text(encoding="utf-8"))
+    config["prompts"] = {"query": "query: "}
+    (prompted / "config_sentence_transformers.json").write_text(json.dumps(config), encoding="utf-8")
+    assert StaticModel.load(prompted) is None

@@ -70,3 +70,22 @@ def test_present_rows_read_in_place_and_absent_pairs_skip() -> None:
         dense = side_cosine(main, side, left, right, fallback)
         assert np.array_equal(side_cosine(main, stacked, left, right, fallback), dense)
         assert dense[3] == 1.0 and dense[6] == 1.0  # neither record has the side
+
+
+def test_side_checks_in_threads_are_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
+    import stages.dedup.semantic_sides as sides
+
+    rows = repeated_rows(n=3000, distinct=400)
+    answers = repeated_rows(n=3000, distinct=900, seed=8)
+    answers[::7] = 0  # no answer
+    blocks = stack_rows(
+        [PresentRows.from_dense(answers[:1700]), PresentRows.from_dense(answers[1700:])], 64, np.float16
+    )
+    rng = np.random.default_rng(1)
+    left = np.sort(rng.integers(0, 3000, 20_000))
+    right = rng.integers(0, 3000, 20_000)
+    monkeypatch.setattr(sides, "PAIR_CHUNK", 1024)
+    for fallback in (True, False):
+        alone = sides.side_cosine(rows, blocks, left, right, fallback)
+        assert np.array_equal(sides.side_cosine(rows, blocks, left, right, fallback, threads=3), alone)
+        assert np.array_equal(alone, sides.side_cosine(rows, answers, left, right, fallback))  # dense rows
