@@ -290,12 +290,17 @@ class SemanticDedupStage(GlobalStage):
         if self.similarity() == "hybrid" and ngrams is None and fps:
             raise ValueError("dedup_semantic: hybrid similarity but the fingerprints carry no n-gram rows")
         verify = partial(_verify_hybrid, ngrams) if ngrams is not None else None
-        pairs = similar_pairs(embeddings, self.search_config(), verify, accept=self.accept_threshold())
         sides = {name: stack_rows([fp.sides[name] for fp in fps], dim, dtype) for name in (fps[0].sides if fps else {})}
         texts = None
         if fps and fps[0].texts is not None:
             texts = {name: [t for fp in fps for t in (fp.texts or {})[name]] for name in fps[0].texts}
-        return self.resolve_pairs(keys, embeddings, ngrams, pairs, _zero_rows(embeddings), sides, texts)
+        empty = _zero_rows(embeddings)
+        # the pairs go straight into resolve_pairs, which holds the only reference: each filtered subset frees
+        # the larger set before it (tens of millions of pairs at 1M records)
+        config, accept = self.search_config(), self.accept_threshold()
+        return self.resolve_pairs(
+            keys, embeddings, ngrams, similar_pairs(embeddings, config, verify, accept=accept), empty, sides, texts
+        )
 
     def search_config(self) -> SearchConfig:
         """How :func:`stages.dedup.semantic_index.similar_pairs` searches for candidates."""
@@ -341,6 +346,7 @@ class SemanticDedupStage(GlobalStage):
             for name, values in sims.items():
                 counters[f"rejected_by_{name}"] = int(np.count_nonzero(values < thresholds[name]))
             pairs = _subset(pairs, sides_agree(sims, thresholds, len(pairs)))
+            del sims
         counters["side_verified_pairs"] = len(pairs)
         if self.params.verify_model is not None:
             if texts is None:
