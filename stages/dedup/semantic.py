@@ -52,6 +52,7 @@ from schemas.errors import ConfigError
 from stages.base import SEQ_COLUMN, GlobalStage, StageParams, StageResult, detail_json
 from stages.dedup.common import DuplicateResolution, RecordKeys, choose_kept, cluster_pairs
 from stages.dedup.semantic_cascade import VERIFY_CHARS, cascade
+from stages.dedup.semantic_encode import encode_columns
 from stages.dedup.semantic_index import Pairs, SearchConfig, SparseRows, similar_pairs
 from stages.dedup.semantic_pairs import (
     _dimension,
@@ -67,7 +68,7 @@ from stages.dedup.semantic_pairs import (
     similarity_histogram,
 )
 from stages.dedup.semantic_params import SemanticDedupParams
-from stages.dedup.semantic_rows import BlockRows, PresentRows, RowSource, encode_columns, stack_rows
+from stages.dedup.semantic_rows import BlockRows, PresentRows, RowSource, stack_rows
 from stages.dedup.semantic_sides import (
     BUILTIN,
     CALIBRATED,
@@ -208,8 +209,12 @@ class SemanticDedupStage(GlobalStage):
         if self._model is not None:
             return
         from stages.dedup import embedder
+        from stages.dedup.static_model import StaticModel
 
-        model = embedder.load_model(self.model_name(), self._device(), offline=True)
+        device = self._device()  # a plain static model on the CPU runs without sentence-transformers (same bits)
+        model: Any = StaticModel.load(self.model_name()) if device == "cpu" else None
+        if model is None:
+            model = embedder.load_model(self.model_name(), device, offline=True)
         if self.params.max_length is not None:
             try:
                 model.max_seq_length = self.params.max_length
@@ -285,12 +290,17 @@ class SemanticDedupStage(GlobalStage):
         if self.similarity() == "hybrid" and ngrams is None and fps:
             raise ValueError("dedup_semantic: hybrid similarity but the fingerprints carry no n-gram rows")
         verify = partial(_verify_hybrid, ngrams) if ngrams is not None else None
-        pairs = similar_pairs(embeddings, self.search_config(), verify, accept=self.accept_threshold())
         sides = {name: stack_rows([fp.sides[name] for fp in fps], dim, dtype) for name in (fps[0].sides if fps else {})}
         texts = None
         if fps and fps[0].texts is not None:
             texts = {name: [t for fp in fps for t in (fp.texts or {})[name]] for name in fps[0].texts}
-        return self.resolve_pairs(keys, embeddings, ngrams, pairs, _zero_rows(embeddings), sides, texts)
+        empty = _zero_rows(embeddings)
+        # the pairs go straight into resolve_pairs, which holds the only reference: each filtered subset frees
+        # the larger set before it (tens of millions of pairs at 1M records)
+        config, accept = self.search_config(), self.accept_threshold()
+        return self.resolve_pairs(
+            keys, embeddings, ngrams, similar_pairs(embeddings, config, verify, accept=accept), empty, sides, texts
+        )
 
     def search_config(self) -> SearchConfig:
         """How :func:`stages.dedup.semantic_index.similar_pairs` searches for candidates."""
@@ -331,10 +341,12 @@ class SemanticDedupStage(GlobalStage):
         counters.update({"candidate_pairs": pairs.candidates, "verified_pairs": len(pairs)})
         if sides and len(pairs):
             thresholds = self.side_thresholds()
-            sims = side_similarities(embeddings, sides, pairs.left, pairs.right)
+            threads = self.params.threads or os.cpu_count() or 1
+            sims = side_similarities(embeddings, sides, pairs.left, pairs.right, threads)
             for name, values in sims.items():
                 counters[f"rejected_by_{name}"] = int(np.count_nonzero(values < thresholds[name]))
             pairs = _subset(pairs, sides_agree(sims, thresholds, len(pairs)))
+            del sims
         counters["side_verified_pairs"] = len(pairs)
         if self.params.verify_model is not None:
             if texts is None:

@@ -114,8 +114,29 @@ def similar_pairs(
         empty = np.zeros(0, dtype=np.int64)
         return Pairs(empty, empty.copy(), np.zeros(0, dtype=np.float32), kind)
     with faiss_threads(config):
-        index = _build_index(faiss, embeddings, config, kind)
-        return _neighbour_pairs(index, embeddings, config, kind, verify, accept)
+        groups = _groups(embeddings, kind)
+        index = _build_index(faiss, embeddings, config, kind, groups)
+        found, sims, candidates = _neighbour_keys(index, embeddings, config, verify, accept, groups)
+        del index  # (its float16 codes are as large as the matrix: gone before the pairs are sorted)
+    keys = np.concatenate(found)
+    del found
+    similarity = np.concatenate(sims)
+    del sims
+    order = np.argsort(keys, kind="stable")
+    keys, similarity = keys[order], similarity[order]
+    return Pairs(keys // n, keys % n, similarity, kind, candidates)
+
+
+def _groups(embeddings: Any, kind: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(first, inverse)`` of the bit-identical rows (:func:`~stages.dedup.semantic_queries.distinct_rows`)
+    when the IVF index may add and search each distinct row once, i.e. when rows repeat enough; else None (and
+    for the exact flat index, whose search of a chunk of queries is left as it was)."""
+    from stages.dedup.semantic_queries import DISTINCT_SHARE, distinct_rows
+
+    if kind != "ivf":
+        return None
+    first, inverse = distinct_rows(embeddings)
+    return (first, inverse) if first.size <= DISTINCT_SHARE * int(embeddings.shape[0]) else None
 
 
 @contextmanager
@@ -171,25 +192,35 @@ def _as_f32(block: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(block, dtype=np.float32)
 
 
-def _build_index(faiss: Any, embeddings: Any, config: SearchConfig, kind: str) -> Any:
+def _build_index(
+    faiss: Any, embeddings: Any, config: SearchConfig, kind: str, groups: tuple[np.ndarray, np.ndarray] | None = None
+) -> Any:
+    """The index over every row, added in order; with ``groups`` each distinct row is assigned its IVF cell
+    once (:func:`~stages.dedup.semantic_queries.add_grouped`: the same lists)."""
     n, dim = embeddings.shape
     if kind == "flat":
         index = faiss.IndexFlatIP(dim)
     else:
         index = train_ivf(faiss, embeddings[training_sample(n, config)], n, config)
+    if groups is not None:
+        from stages.dedup.semantic_queries import add_grouped
+
+        add_grouped(faiss, index, embeddings, *groups, _CHUNK)
+        return index
     for start in range(0, n, _CHUNK):
         index.add(_as_f32(embeddings[start : start + _CHUNK]))
     return index
 
 
-def _neighbour_pairs(
+def _neighbour_keys(
     index: Any,
     embeddings: Any,
     config: SearchConfig,
-    kind: str,
     verify: Verifier | None,
     accept: float | None,
-) -> Pairs:
+    groups: tuple[np.ndarray, np.ndarray] | None,
+) -> tuple[list[np.ndarray], list[np.ndarray], int]:
+    """Each chunk's new pair keys (sorted), their similarities, and the number of candidates scored."""
     n = int(embeddings.shape[0])
     k = config.neighbours_for(n)
     # Each chunk's pairs, each once, as sorted int64 keys ``left * n + right`` with their scores (12 bytes a
@@ -197,10 +228,10 @@ def _neighbour_pairs(
     found: list[np.ndarray] = []
     sims: list[np.ndarray] = []
     candidates = 0
+    search = _searcher(index, embeddings, k, groups)
     for number, start in enumerate(range(0, n, _CHUNK)):
-        queries = _as_f32(embeddings[start : start + _CHUNK])
-        dist, ids = index.search(queries, k)
-        query = np.repeat(np.arange(start, start + queries.shape[0], dtype=np.int64), k)
+        dist, ids = search(start, min(n, start + _CHUNK))
+        query = np.repeat(np.arange(start, start + dist.shape[0], dtype=np.int64), k)
         ids, dist = ids.ravel().astype(np.int64, copy=False), dist.ravel()
         keep = (ids != query) & (ids >= 0) & (dist >= config.threshold)
         left, right, sim = np.minimum(query, ids)[keep], np.maximum(query, ids)[keep], dist[keep]
@@ -215,13 +246,25 @@ def _neighbour_pairs(
         new = _not_found_before(keys, keys // n // _CHUNK, number, found)
         found.append(keys[new])
         sims.append(sim[new])
-    keys = np.concatenate(found)
-    del found
-    similarity = np.concatenate(sims)
-    del sims
-    order = np.argsort(keys, kind="stable")
-    keys, similarity = keys[order], similarity[order]
-    return Pairs(keys // n, keys % n, similarity, kind, candidates)
+    return found, sims, candidates
+
+
+def _searcher(
+    index: Any, embeddings: Any, k: int, groups: tuple[np.ndarray, np.ndarray] | None
+) -> Callable[[int, int], tuple[np.ndarray, np.ndarray]]:
+    """``search(start, stop) -> (dist, ids)``: the ``k`` nearest of records ``start:stop``. With ``groups``
+    FAISS is asked once per distinct row (:class:`~stages.dedup.semantic_queries.NeighbourTable`: the same
+    lists); otherwise each chunk of records is searched as it comes."""
+    if groups is not None:
+        from stages.dedup.semantic_queries import NeighbourTable
+
+        return NeighbourTable(index, embeddings, k, *groups, _CHUNK).search
+
+    def direct(start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        dist, ids = index.search(_as_f32(embeddings[start:stop]), k)
+        return dist, ids
+
+    return direct
 
 
 def _not_found_before(keys: np.ndarray, chunk_of_left: np.ndarray, number: int, found: list[np.ndarray]) -> np.ndarray:

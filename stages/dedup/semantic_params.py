@@ -70,7 +70,9 @@ class SemanticDedupParams(StageParams):
         default=64, ge=1, le=4096, description="nearest records each record is compared with (k of the k-NN)"
     )
     clustering: Literal["leader", "union_find"] = "leader"
-    threads: int | None = Field(default=None, ge=1, description="FAISS threads; None = os.cpu_count()")
+    threads: int | None = Field(
+        default=None, ge=1, description="threads of the search and the side checks; None = os.cpu_count()"
+    )
     seed: int = Field(default=0, description="IVF training sample and k-means seed")
 
     @field_validator("fields")

@@ -72,7 +72,7 @@ class PresentRows:
     is a zero row that is never stored."""
 
     positions: np.ndarray  # int64, ascending
-    rows: np.ndarray  # (len(positions), d)
+    rows: Any  # (len(positions), d): an array, or a BlockRows over the batches' arrays (stack)
     size: int
 
     @classmethod
@@ -84,13 +84,32 @@ class PresentRows:
 
     @classmethod
     def stack(cls, parts: Sequence[PresentRows], dim: int = 1, dtype: Any = np.float32) -> PresentRows:
-        """All the parts' records, in order (their rows are copied: together they are the records that have
-        the side, usually few)."""
+        """All the parts' records, in order. Their rows are read in place (a :class:`BlockRows` over them), not
+        copied: the answers of nearly every record are a side too, and a copy would double their memory."""
         if not parts:
             return cls(np.zeros(0, np.int64), np.zeros((0, dim), dtype), 0)
         offsets = np.cumsum([0] + [part.size for part in parts[:-1]])
         positions = np.concatenate([part.positions + o for part, o in zip(parts, offsets, strict=True)])
-        return cls(positions, np.concatenate([part.rows for part in parts]), int(sum(p.size for p in parts)))
+        rows = parts[0].rows if len(parts) == 1 else BlockRows([part.rows for part in parts], dim, dtype)
+        return cls(positions, rows, int(sum(p.size for p in parts)))
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.pop("_slots", None)  # a lookup table, rebuilt on use
+        return state
+
+    def slots(self) -> np.ndarray:
+        """For each of the ``size`` records, the number of its stored row, or -1 (built once, 4 bytes a record)."""
+        table = self.__dict__.get("_slots")
+        if table is None:
+            table = np.full(self.size, -1, dtype=np.int32 if self.positions.size < 2**31 else np.int64)
+            table[self.positions] = np.arange(self.positions.size)
+            self.__dict__["_slots"] = table
+        return table
+
+    def stored(self, positions: np.ndarray) -> np.ndarray:
+        """Whether each record of ``positions`` has a stored row (False: it reads as a zero row)."""
+        return self.slots()[np.asarray(positions, dtype=np.int64)] >= 0
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -108,40 +127,16 @@ class PresentRows:
         out = np.zeros((positions.size, self.rows.shape[1]), dtype=self.rows.dtype)
         if not self.positions.size or not positions.size:
             return out
-        at = np.minimum(np.searchsorted(self.positions, positions), self.positions.size - 1)
-        hit = self.positions[at] == positions
+        at = self.slots()[positions]
+        hit = at >= 0
         out[hit] = self.rows[at[hit]]
         return out
 
     def dense(self) -> np.ndarray:
         """The ``(size, d)`` matrix with zero rows for the records without this side."""
         out = np.zeros(self.shape, dtype=self.rows.dtype)
-        out[self.positions] = self.rows
+        out[self.positions] = self.rows[0 : self.positions.size]
         return out
-
-
-def encode_columns(model: Any, columns: Sequence[Sequence[str]], dim: int, batch_size: int) -> list[np.ndarray]:
-    """One float32 ``(rows, dim)`` matrix of unit rows per column of texts (zero rows for blank texts), from one
-    ``model.encode`` call over every non-blank text of every column: big batches are what static models need."""
-    rows = len(columns[0]) if columns else 0
-    flat = [(c, i) for c, column in enumerate(columns) for i, text in enumerate(column) if text.strip()]
-    matrices = [np.zeros((rows, dim), dtype=np.float32) for _ in columns]
-    if flat:
-        vectors = model.encode(
-            [columns[c][i] for c, i in flat],
-            batch_size=batch_size,
-            convert_to_numpy=True,
-            normalize_embeddings=True,
-            show_progress_bar=False,
-        )
-        where = np.array(flat, dtype=np.int64)
-        for c, matrix in enumerate(matrices):
-            mine = where[:, 0] == c
-            matrix[where[mine, 1]] = vectors[mine]
-    for matrix in matrices:
-        norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-        np.divide(matrix, norms, out=matrix, where=norms > 0)
-    return matrices
 
 
 def stack_rows(parts: Sequence[Any], dim: int, dtype: Any) -> RowSource:

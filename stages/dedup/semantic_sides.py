@@ -118,32 +118,59 @@ def record_texts(batch: pa.Table, mode: Mode, fields: Sequence[str]) -> RecordTe
 
 
 PAIR_CHUNK = 32_768
-"""Pairs whose side rows are gathered at once: bounds the float32 temporaries to ~4 × 32k × d floats whatever
-the number of pairs (gathering the rows of every pair at once took gigabytes on large inputs)."""
+"""Pairs whose side rows are gathered at once: bounds the float32 temporaries to ~4 × 32k × d floats per thread
+whatever the number of pairs (gathering the rows of every pair at once took gigabytes on large inputs)."""
 
 
-def side_cosine(main: Any, side: Any, left: np.ndarray, right: np.ndarray, fallback: bool) -> np.ndarray:
+def side_cosine(
+    main: Any, side: Any, left: np.ndarray, right: np.ndarray, fallback: bool, threads: int = 1
+) -> np.ndarray:
     """Cosine of the side rows of ``left[k]`` and ``right[k]`` (positions into ``main``/``side``: arrays or row
     sources of :mod:`stages.dedup.semantic_rows`), computed :data:`PAIR_CHUNK` pairs at a time.
 
     ``fallback`` (the instruction side): a zero side row stands for the main row, and two zero rows pass (1.0:
     the main similarity was the instructions'). Otherwise (outputs) two
-    empty sides count as equal (1.0) and one empty side as different (0.0)."""
-    out = np.empty(len(left), dtype=np.float32)
-    for start in range(0, len(left), PAIR_CHUNK):
-        stop = start + PAIR_CHUNK
-        out[start:stop] = _side_cosine(main, side, left[start:stop], right[start:stop], fallback)
+    empty sides count as equal (1.0) and one empty side as different (0.0). Pairs of two records without a
+    stored row (a :class:`~stages.dedup.semantic_rows.PresentRows` side) are 1.0 without gathering anything.
+    Each pair's cosine depends only on its two rows, whatever the chunk (or thread, ``threads`` > 1) it is
+    computed in."""
+    out = np.ones(len(left), dtype=np.float32)
+    todo = np.arange(len(left))
+    if callable(getattr(side, "stored", None)):  # compact rows: two records without a stored row read as two
+        todo = np.flatnonzero(side.stored(left) | side.stored(right))  # zero rows, 1.0 in both modes
+    chunks = [todo[start : start + PAIR_CHUNK] for start in range(0, todo.size, PAIR_CHUNK)]
+
+    def work(at: np.ndarray) -> None:
+        out[at] = _side_cosine(main, side, left[at], right[at], fallback)
+
+    if threads > 1 and len(chunks) > 1:  # numpy's gathers, casts and sums release the GIL
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(work, chunks))
+    else:
+        for at in chunks:
+            work(at)
     return out
 
 
+def _rows32(rows: Any, positions: np.ndarray) -> np.ndarray:
+    """``rows[positions]`` as float32; a position that repeats (pairs are sorted by their left record) is
+    gathered and converted once."""
+    unique, inverse = np.unique(positions, return_inverse=True)
+    if 2 * unique.size > positions.size:
+        return rows[positions].astype(np.float32)
+    return rows[unique].astype(np.float32)[inverse.ravel()]
+
+
 def _side_cosine(main: Any, side: Any, left: np.ndarray, right: np.ndarray, fallback: bool) -> np.ndarray:
-    a = side[left].astype(np.float32)
-    b = side[right].astype(np.float32)
+    a = _rows32(side, left)
+    b = _rows32(side, right)
     a_empty = ~a.any(axis=1)
     b_empty = ~b.any(axis=1)
     if fallback:  # neither has more than its instruction: the main comparison already was this one
-        a[a_empty] = main[left[a_empty]].astype(np.float32)
-        b[b_empty] = main[right[b_empty]].astype(np.float32)
+        a[a_empty] = _rows32(main, left[a_empty])
+        b[b_empty] = _rows32(main, right[b_empty])
         cosine = np.einsum("ij,ij->i", a, b).astype(np.float32)
         cosine[a_empty & b_empty] = 1.0
         return cosine
@@ -154,10 +181,10 @@ def _side_cosine(main: Any, side: Any, left: np.ndarray, right: np.ndarray, fall
 
 
 def side_similarities(
-    main: Any, sides: Mapping[str, Any], left: np.ndarray, right: np.ndarray
+    main: Any, sides: Mapping[str, Any], left: np.ndarray, right: np.ndarray, threads: int = 1
 ) -> dict[str, np.ndarray]:
-    """Every side's cosine for the pairs ``(left[k], right[k])``."""
-    return {name: side_cosine(main, rows, left, right, name == "instruction") for name, rows in sides.items()}
+    """Every side's cosine for the pairs ``(left[k], right[k])`` (``threads`` blocks of pairs at once)."""
+    return {name: side_cosine(main, rows, left, right, name == "instruction", threads) for name, rows in sides.items()}
 
 
 def sides_agree(similarities: Mapping[str, np.ndarray], thresholds: Mapping[str, float], size: int) -> np.ndarray:
