@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from schemas.errors import ConfigError
+from stages.assets import text_lines
 
 
 class Segmenter:
@@ -106,11 +107,7 @@ def _tokenizer(user_dict: str | None) -> Any:
 def _user_words(path: Path) -> Iterable[tuple[int, str, int | None, str | None]]:
     """``(line number, word, freq, tag)`` of a jieba user dictionary: ``word [freq] [tag]`` a line, blank lines
     skipped; a word without a frequency gets the one that makes it a word (as jieba's ``suggest_freq``)."""
-    try:
-        lines = path.read_text(encoding="utf-8-sig").splitlines()
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"segment: cannot read user dictionary '{path}': {e}; give a UTF-8 text file") from e
-    for number, line in enumerate(lines, 1):
+    for number, line in enumerate(text_lines(path, "segment: user dictionary"), 1):
         parts = line.split()
         if not parts:
             continue

@@ -29,7 +29,7 @@ from pathlib import Path
 import ahocorasick
 
 from schemas.errors import ConfigError
-from stages.assets import DATA_DIR
+from stages.assets import DATA_DIR, text_lines
 from stages.safety.categories import CATEGORIES, Category
 
 BUILTIN_DIR = DATA_DIR / "safety_lexicon"
@@ -161,11 +161,7 @@ def read_terms(
 ) -> Iterable[tuple[str, Category, float]]:
     """Parse a term file into ``(term, category, weight)``; raises ConfigError naming the file and line."""
     tags = tags or {}
-    try:
-        lines = path.read_text(encoding="utf-8-sig").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"safety: cannot read lexicon {path}: {exc}") from exc
-    for no, raw in enumerate(lines, 1):
+    for no, raw in enumerate(text_lines(path, "safety: lexicon"), 1):
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
