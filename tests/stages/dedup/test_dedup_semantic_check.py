@@ -72,3 +72,19 @@ def test_no_pair_reaches_the_sides_reports_no_side_counters() -> None:
         "verified_pairs": 0,
         "side_verified_pairs": 0,
     }
+
+
+def test_side_similarities_share_one_pool_and_give_each_sides_cosines(monkeypatch: pytest.MonkeyPatch) -> None:
+    from stages.dedup import semantic_sides
+
+    rows = repeated_rows(n=3000)
+    blocks, sides = BlockRows([rows[:1000], rows[1000:]]), sides_for(rows)
+    rng = np.random.default_rng(2)
+    left = np.sort(rng.integers(0, 3000, 5000))
+    right = rng.integers(0, 3000, 5000)
+    monkeypatch.setattr(semantic_sides, "PAIR_CHUNK", 300)  # many chunks per side, the instruction side few
+    pooled = semantic_sides.side_similarities(blocks, sides, left, right, threads=3)
+    for name, side in sides.items():
+        alone = semantic_sides.side_cosine(blocks, side, left, right, name == "instruction", threads=1)
+        assert np.array_equal(pooled[name].view(np.uint32), alone.view(np.uint32))
+    assert 0 < np.count_nonzero(pooled["output"] < 0.8) < 5000
