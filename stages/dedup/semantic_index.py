@@ -123,8 +123,12 @@ def similar_pairs(
     with faiss_threads(config):
         groups = _groups(embeddings, kind)
         index = _build_index(faiss, embeddings, config, kind, groups)
-        found, sims, candidates = _neighbour_keys(index, embeddings, config, verify, accept, groups, keep)
-        del index  # (its float16 codes are as large as the matrix: gone before the pairs are sorted)
+        search = _searcher(index, embeddings, config.neighbours_for(n), groups)
+        # a neighbour table already holds every answer: the index's float16 codes (as large as the matrix) go
+        # before the pairs are checked (a chunk-by-chunk search keeps the index until its last chunk)
+        del index
+        found, sims, candidates = _neighbour_keys(search, embeddings, config, verify, accept, keep)
+        del search
     keys = np.concatenate(found)
     del found
     similarity = np.concatenate(sims)
@@ -220,16 +224,15 @@ def _build_index(
 
 
 def _neighbour_keys(
-    index: Any,
+    search: Callable[[int, int], tuple[np.ndarray, np.ndarray]],
     embeddings: Any,
     config: SearchConfig,
     verify: Verifier | None,
     accept: float | None,
-    groups: tuple[np.ndarray, np.ndarray] | None,
     keep: Keeper | None = None,
 ) -> tuple[list[np.ndarray], list[np.ndarray], int]:
     """Each chunk's new pair keys (sorted; with ``keep``, those it marks), their similarities, and the number of
-    candidates scored."""
+    candidates scored; ``search`` (:func:`_searcher`) gives each chunk's ``config.neighbours_for(n)`` nearest."""
     n = int(embeddings.shape[0])
     k = config.neighbours_for(n)
     # Each chunk's pairs, each once, as sorted int64 keys ``left * n + right`` with their scores (12 bytes a
@@ -240,7 +243,6 @@ def _neighbour_keys(
     found: list[np.ndarray] = []
     sims: list[np.ndarray] = []
     candidates = 0
-    search = _searcher(index, embeddings, k, groups)
     for number, start in enumerate(range(0, n, _CHUNK)):
         dist, ids = search(start, min(n, start + _CHUNK))
         query = np.repeat(np.arange(start, start + dist.shape[0], dtype=np.int64), k)
