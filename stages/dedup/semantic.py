@@ -7,13 +7,15 @@ request; the answer in mode output) is similar with FAISS (:mod:`stages.dedup.se
 every side agrees too, optionally lets a verify model re-score them (the cascade), and drops all but one
 record of each group.
 
-Similarity (``similarity``) of the searched text: ``cosine`` of the embeddings (built-in model, e5-small) or
-``hybrid``, ``w·cosine + (1-w)·cosine(char 1–3-gram TF-IDF)`` (:func:`stages.dedup.embedder.pair_similarity`;
-other models). The sides compare cosines. Thresholds: unset, the calibrated ones of the built-in model or
-e5-small per mode (:data:`stages.dedup.semantic_sides.CALIBRATED`); another model needs ``threshold``
-(``zhcurate calibrate``). The search keeps pairs down to ``threshold - REPORT_BELOW`` for the report's
-histogram; the threshold and the sides are checked on each chunk of searched pairs as the search finds them
-(:class:`~stages.dedup.semantic_pairs.PairCheck`).
+Similarity (``similarity``) of the searched text: ``cosine`` of the embeddings (the default for the built-in
+model and e5-small) or ``hybrid``, ``w·cosine + (1-w)·cosine(char 1–3-gram TF-IDF)``
+(:func:`stages.dedup.embedder.pair_similarity`; the default for other models, as before). The sides compare cosines.
+
+Thresholds: unset, they are the calibrated ones of the built-in model or e5-small per mode
+(:data:`stages.dedup.semantic_sides.CALIBRATED`); another model needs ``threshold`` (its sides default to it);
+``zhcurate calibrate`` measures them on labelled pairs. The search keeps pairs down to
+``threshold - REPORT_BELOW`` for the report's histogram; the threshold and the sides are then checked on each
+chunk of searched pairs as the search finds them (:class:`~stages.dedup.semantic_pairs.PairCheck`).
 
 Shape (a :class:`~stages.base.GlobalStage`):
 
@@ -24,13 +26,13 @@ Shape (a :class:`~stages.base.GlobalStage`):
   text, which the verify model re-embeds for the records of candidate pairs). The runner checkpoints
   fingerprints keyed by :meth:`SemanticDedupStage.embedding_params`, so a re-run that changes only
   ``threshold``, the index or the clustering re-uses the embeddings.
-* ``resolve(fingerprints)`` searches, verifies and groups the pairs (``clustering``: ``leader`` or ``union_find``,
-  :func:`stages.dedup.semantic_pairs.leader_labels`). The kept record of a group has the highest
-  ``quality_score``, else is the earliest (``_seq``).
+* ``resolve(fingerprints)`` searches, verifies and groups the pairs. The kept record of a group is the one
+  with the highest ``quality_score``, else the earliest (``_seq``).
 * ``decide(batch, resolution)`` marks the dropped rows (shared with the other dedup stages, see
   :mod:`stages.dedup.common`): reason ``duplicate_semantic``, detail ``{"duplicate_of": <kept id>,
   "similarity": <to the kept record>, "cosine": <embedding cosine to it>, "cluster_size": <n>,
   "instruction_cosine": .., "output_cosine": ..}`` (the sides of the mode).
+Grouping (``clustering``: ``leader`` or ``union_find``): :func:`stages.dedup.semantic_pairs.leader_labels`.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ from schemas.errors import ConfigError
 from stages.base import SEQ_COLUMN, GlobalStage, StageParams, StageResult, detail_json
 from stages.dedup.common import DuplicateResolution, RecordKeys, choose_kept, cluster_pairs
 from stages.dedup.semantic_cascade import VERIFY_CHARS, cascade
-from stages.dedup.semantic_encode import RowCache, encode_columns
+from stages.dedup.semantic_encode import encode_columns
 from stages.dedup.semantic_index import Pairs, SearchConfig, SparseRows, similar_pairs
 from stages.dedup.semantic_pairs import (
     PairCheck,
@@ -95,7 +97,8 @@ class SemanticFingerprint:
 
 @dataclass
 class SemanticResolution:
-    """The shared resolution, each dropped record's embedding cosine to its kept twin, search statistics."""
+    """The shared dedup resolution, the embedding cosine of each dropped record to its kept twin (aligned
+    with ``duplicates.dropped_seq``) and this stage's search statistics."""
 
     duplicates: DuplicateResolution
     cosine: np.ndarray
@@ -109,7 +112,7 @@ class SemanticDedupStage(GlobalStage):
     name: ClassVar[str] = "dedup_semantic"
     Params: ClassVar[type[StageParams]] = SemanticDedupParams
     params: SemanticDedupParams
-    resources: ClassVar[tuple[str, ...]] = ("_model", "_idf", "_teacher", "_rows_cache")  # in each process
+    resources: ClassVar[tuple[str, ...]] = ("_model", "_idf", "_teacher")  # loaded in each process
 
     def __init__(self, params: StageParams | None = None) -> None:
         super().__init__(params)
@@ -118,7 +121,6 @@ class SemanticDedupStage(GlobalStage):
         self._truncate_chars: int | None = None  # max_length for models without a token limit
         self._batch_size = 64
         self._teacher: Any = None  # the cascade's verify model, loaded by resolve
-        self._rows_cache: RowCache | None = None  # rows of the texts embedded so far (semantic_encode.RowCache)
 
     # -- model and configuration ---------------------------------------------------------------------------
 
@@ -260,8 +262,7 @@ class SemanticDedupStage(GlobalStage):
         columns = [texts.main, *texts.sides.values()]
         if self._truncate_chars is not None:
             columns = [[text[: self._truncate_chars] for text in column] for column in columns]
-        self._rows_cache = self._rows_cache or RowCache(_dimension(self._model), self.params.dtype)
-        matrices = encode_columns(self._model, columns, self._rows_cache.dim, self._batch_size, self._rows_cache)
+        matrices = encode_columns(self._model, columns, _dimension(self._model), self._batch_size)
         main = columns[0]
         ngrams = None
         if self._idf is not None:  # (the hashing vectorizer cannot transform an empty list)
@@ -278,7 +279,6 @@ class SemanticDedupStage(GlobalStage):
 
     def resolve(self, fingerprints: Sequence[Any], pairs: pa.Table | None = None) -> SemanticResolution:
         fps: list[SemanticFingerprint] = list(fingerprints)
-        self._rows_cache = None  # (all is embedded: its memory is the search's)
         keys = RecordKeys.concat([fp.keys for fp in fps])
         dim = fps[0].embeddings.shape[1] if fps else 1
         dtype = fps[0].embeddings.dtype if fps else np.float32

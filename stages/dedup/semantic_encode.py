@@ -100,59 +100,10 @@ def _dimension(model: Any) -> int:
     return int(getter())
 
 
-CACHE_BYTES = 512 * 2**20
-"""What a :class:`RowCache` may hold (rows and texts). On the 1M near-duplicate benchmark the batches' distinct
-texts have 149.7M characters, the run's 117.4M (copies fall into other reader batches than their first); all
-of them would take ~1.2 GB, so the cache holds those seen first (the often repeated ones among them) and frees
-them before the search (``resolve``), whose peak stays the run's."""
-
-
-class RowCache:
-    """The final rows (in the fingerprints' ``dtype``) of texts embedded in earlier batches of this run, so that
-    a text seen again is not tokenized again: its row depends only on its own tokens, so it is the same. Holds
-    at most ``budget`` bytes (rows + texts); once full it keeps answering and stops adding."""
-
-    def __init__(self, dim: int, dtype: Any, budget: int = CACHE_BYTES) -> None:
-        self.dim, self.dtype, self.budget, self.used = dim, np.dtype(dtype), budget, 0
-        self.slots: dict[str, int] = {}
-        self.blocks: list[np.ndarray] = []
-        self._block = 65_536
-
-    def find(self, texts: Sequence[str]) -> np.ndarray:
-        """The slot of each text, -1 where it is not held."""
-        return np.fromiter((self.slots.get(text, -1) for text in texts), dtype=np.int64, count=len(texts))
-
-    def rows(self, slots: np.ndarray) -> np.ndarray:
-        """The held rows of ``slots`` (all >= 0), as float32 (exact: float16 converts to float32 losslessly)."""
-        out = np.empty((slots.size, self.dim), dtype=np.float32)
-        for number, block in enumerate(self.blocks):
-            inside = (slots // self._block) == number
-            out[inside] = block[slots[inside] % self._block]
-        return out
-
-    def add(self, texts: Sequence[str], rows: np.ndarray) -> None:
-        """Hold ``rows`` (float32 unit rows, stored in ``dtype``) for ``texts`` while the budget allows."""
-        row_bytes = self.dim * self.dtype.itemsize
-        for text, row in zip(texts, rows, strict=True):
-            cost = row_bytes + 2 * len(text) + 100  # (a dict entry and a str of CJK text)
-            if self.used + cost > self.budget:
-                return
-            slot = len(self.slots)
-            if slot // self._block == len(self.blocks):
-                self.blocks.append(np.empty((self._block, self.dim), dtype=self.dtype))
-            self.blocks[-1][slot % self._block] = row
-            self.slots[text] = slot
-            self.used += cost
-
-
-def encode_columns(
-    model: Any, columns: Sequence[Sequence[str]], dim: int, batch_size: int, cache: RowCache | None = None
-) -> list[np.ndarray]:
+def encode_columns(model: Any, columns: Sequence[Sequence[str]], dim: int, batch_size: int) -> list[np.ndarray]:
     """One float32 ``(rows, dim)`` matrix of unit rows per column of texts (zero rows for blank texts), from one
     :func:`encode_texts` call over the distinct non-blank texts of every column: big batches are what static
-    models need, and a repeated text is embedded once. With ``cache``, texts it holds are not embedded again
-    (their rows are the cached ones in the cache's dtype: the same values once the caller casts to it) and the
-    new ones are added."""
+    models need, and a repeated text is embedded once."""
     rows = len(columns[0]) if columns else 0
     matrices = [np.zeros((rows, dim), dtype=np.float32) for _ in columns]
     distinct: dict[str, int] = {}
@@ -162,27 +113,10 @@ def encode_columns(
         numbers = [distinct.setdefault(column[i], len(distinct)) for i in rows_with_text]
         where.append((np.asarray(rows_with_text, dtype=np.int64), np.asarray(numbers, dtype=np.int64)))
     if distinct:
-        texts = list(distinct)
-        held = cache.find(texts) if cache is not None else np.full(len(texts), -1, dtype=np.int64)
-        todo = np.flatnonzero(held < 0)
-        vectors = np.empty((len(texts), dim), dtype=np.float32)
-        fresh = [texts[i] for i in todo.tolist()]
-        if fresh:
-            embedded = _unit(encode_texts(model, fresh, batch_size))
-            vectors[todo] = embedded
-            if cache is not None:
-                cache.add(fresh, embedded)
-        if todo.size < len(texts):
-            hits = np.flatnonzero(held >= 0)
-            vectors[hits] = cache.rows(held[hits]) if cache is not None else 0
+        vectors = encode_texts(model, list(distinct), batch_size)
         for matrix, (filled, at) in zip(matrices, where, strict=True):
             matrix[filled] = vectors[at]
+    for matrix in matrices:
+        norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+        np.divide(matrix, norms, out=matrix, where=norms > 0)
     return matrices
-
-
-def _unit(vectors: np.ndarray) -> np.ndarray:
-    """Each row divided by its L2 norm (rows of zeros left as they are), in place; row by row, so a row's bits
-    depend only on itself."""
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    np.divide(vectors, norms, out=vectors, where=norms > 0)
-    return vectors

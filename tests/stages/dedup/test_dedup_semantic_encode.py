@@ -125,37 +125,3 @@ def test_static_model_declines_other_directories(tiny_model_dir: Path, tmp_path:
     config["prompts"] = {"query": "query: "}
     (prompted / "config_sentence_transformers.json").write_text(json.dumps(config), encoding="utf-8")
     assert StaticModel.load(prompted) is None
-
-
-@pytest.mark.parametrize("dtype", [np.float16, np.float32])
-def test_row_cache_across_batches_gives_the_same_rows(model: Any, monkeypatch: pytest.MonkeyPatch, dtype: Any) -> None:
-    from stages.dedup import semantic_encode
-    from stages.dedup.semantic_encode import RowCache
-
-    first = [TEXTS[:5], ["", *TEXTS[5:9]], TEXTS[4:9]]  # request, instruction alone, answer
-    second = [TEXTS[3:8], [*TEXTS[6:9], "", "新的一条指令"], ["重复的回答", *TEXTS[:4]]]
-    embedded: list[str] = []
-    real = semantic_encode.encode_texts
-
-    def spy(m: Any, texts: Sequence[str], batch_size: int) -> np.ndarray:
-        embedded.extend(texts)
-        return real(m, texts, batch_size)
-
-    monkeypatch.setattr(semantic_encode, "encode_texts", spy)
-    cache = RowCache(384, dtype)
-    cached = [encode_columns(model, batch, 384, 4096, cache) for batch in (first, second)]
-    assert sorted(embedded) == sorted({*TEXTS, "新的一条指令", "重复的回答"})  # each text embedded once in all
-    for got, batch in zip(cached, (first, second), strict=True):
-        for a, b in zip(got, encode_columns(model, batch, 384, 4096), strict=True):
-            assert np.array_equal(a.astype(dtype).view(np.uint8), b.astype(dtype).view(np.uint8))
-    assert not cached[1][1][3].any()  # a blank text is still a zero row
-
-
-def test_row_cache_stops_adding_at_its_budget() -> None:
-    from stages.dedup.semantic_encode import RowCache
-
-    cache = RowCache(4, np.float16, budget=2 * (4 * 2 + 2 * 7 + 100))
-    rows = np.eye(4, dtype=np.float32)[:3]
-    cache.add(["写一首春天的诗", "写一首夏天的诗", "写一首秋天的诗"], rows)
-    assert cache.find(["写一首春天的诗", "写一首秋天的诗", "写一首夏天的诗"]).tolist() == [0, -1, 1]
-    assert np.array_equal(cache.rows(np.array([1, 0])), rows[[1, 0]])
