@@ -14,8 +14,8 @@ model and e5-small) or ``hybrid``, ``w·cosine + (1-w)·cosine(char 1–3-gram T
 Thresholds: unset, they are the calibrated ones of the built-in model or e5-small per mode
 (:data:`stages.dedup.semantic_sides.CALIBRATED`); another model needs ``threshold`` (its sides default to it);
 ``zhcurate calibrate`` measures them on labelled pairs. The search keeps pairs down to
-``threshold - REPORT_BELOW`` for the report's histogram; :meth:`SemanticDedupStage.resolve_pairs` applies the
-threshold.
+``threshold - REPORT_BELOW`` for the report's histogram; the threshold and the sides are then checked on each
+chunk of searched pairs as the search finds them (:class:`~stages.dedup.semantic_pairs.PairCheck`).
 
 Shape (a :class:`~stages.base.GlobalStage`):
 
@@ -55,6 +55,7 @@ from stages.dedup.semantic_cascade import VERIFY_CHARS, cascade
 from stages.dedup.semantic_encode import encode_columns
 from stages.dedup.semantic_index import Pairs, SearchConfig, SparseRows, similar_pairs
 from stages.dedup.semantic_pairs import (
+    PairCheck,
     _dimension,
     _idf_for,
     _model_digest,
@@ -65,7 +66,6 @@ from stages.dedup.semantic_pairs import (
     _zero_rows,
     leader_labels,
     priority_rank,
-    similarity_histogram,
 )
 from stages.dedup.semantic_params import SemanticDedupParams
 from stages.dedup.semantic_rows import BlockRows, PresentRows, RowSource, stack_rows
@@ -77,8 +77,6 @@ from stages.dedup.semantic_sides import (
     SIDES,
     record_texts,
     side_cosine,
-    side_similarities,
-    sides_agree,
 )
 from stages.dedup.teacher import E5_NAME
 
@@ -295,12 +293,16 @@ class SemanticDedupStage(GlobalStage):
         if fps and fps[0].texts is not None:
             texts = {name: [t for fp in fps for t in (fp.texts or {})[name]] for name in fps[0].texts}
         empty = _zero_rows(embeddings)
-        # the pairs go straight into resolve_pairs, which holds the only reference: each filtered subset frees
-        # the larger set before it (tens of millions of pairs at 1M records)
-        config, accept = self.search_config(), self.accept_threshold()
-        return self.resolve_pairs(
-            keys, embeddings, ngrams, similar_pairs(embeddings, config, verify, accept=accept), empty, sides, texts
-        )
+        # each search chunk's pairs checked as they come: only those that pass are held (1.6M of 23M at 1M
+        # records); the same pairs and counters as resolve_pairs on all of them
+        check = self.pair_check(embeddings, sides)
+        found = similar_pairs(embeddings, self.search_config(), verify, accept=self.accept_threshold(), keep=check)
+        return self._group(keys, embeddings, ngrams, found, check.counters(found.candidates), empty, sides, texts)
+
+    def pair_check(self, embeddings: RowSource, sides: dict[str, RowSource]) -> PairCheck:
+        """The histogram, threshold and side checks of searched pairs (:class:`.PairCheck`)."""
+        thresholds, threads = self.side_thresholds() if sides else {}, self.params.threads or os.cpu_count() or 1
+        return PairCheck(self.accept_threshold(), self.threshold(), embeddings, sides, thresholds, threads)
 
     def search_config(self) -> SearchConfig:
         """How :func:`stages.dedup.semantic_index.similar_pairs` searches for candidates."""
@@ -325,29 +327,32 @@ class SemanticDedupStage(GlobalStage):
         sides: dict[str, RowSource] | None = None,
         texts: dict[str, list[str]] | None = None,
     ) -> SemanticResolution:
-        """The resolution from the pairs verified on the searched text (row positions into ``keys``), as
-        ``resolve`` makes it: the sides (``sides``: their rows, aligned with ``keys``) must agree too, then the
-        verify model (cascade; ``texts`` aligned with ``keys``) re-scores the records of the remaining pairs.
+        """The resolution from the searched pairs (row positions into ``keys``), as ``resolve`` makes it (which
+        checks them during the search): the threshold, the sides (``sides``: rows aligned with ``keys``), then
+        the verify model (cascade; ``texts`` aligned with ``keys``) on the records of the remaining pairs.
 
         ``keys``, ``embeddings``, ``ngrams`` (hybrid only), ``sides`` and ``texts`` may hold every record or
         only the records named in ``pairs`` (in ``_seq`` order): a record in no pair is alone in its cluster and
         kept, and both groupings and the choice of the kept twin depend only on the relative order of quality
         and ``_seq``, so the result is the same. ``pairs.candidates`` and ``empty_text`` (records with nothing
-        to embed, over all records) go to the counters.
-        """
+        to embed, over all records) go to the counters."""
         sides = dict(sides or {})
-        counters = similarity_histogram(pairs.similarity, self.accept_threshold())
-        pairs = _subset(pairs, pairs.similarity >= self.threshold())
-        counters.update({"candidate_pairs": pairs.candidates, "verified_pairs": len(pairs)})
-        if sides and len(pairs):
-            thresholds = self.side_thresholds()
-            threads = self.params.threads or os.cpu_count() or 1
-            sims = side_similarities(embeddings, sides, pairs.left, pairs.right, threads)
-            for name, values in sims.items():
-                counters[f"rejected_by_{name}"] = int(np.count_nonzero(values < thresholds[name]))
-            pairs = _subset(pairs, sides_agree(sims, thresholds, len(pairs)))
-            del sims
-        counters["side_verified_pairs"] = len(pairs)
+        check = self.pair_check(embeddings, sides)
+        pairs = _subset(pairs, check(pairs.left, pairs.right, pairs.similarity))
+        return self._group(keys, embeddings, ngrams, pairs, check.counters(pairs.candidates), empty_text, sides, texts)
+
+    def _group(
+        self,
+        keys: RecordKeys,
+        embeddings: RowSource,
+        ngrams: SparseRows | None,
+        pairs: Pairs,
+        counters: dict[str, int],
+        empty_text: int,
+        sides: dict[str, RowSource],
+        texts: dict[str, list[str]] | None,
+    ) -> SemanticResolution:
+        """The resolution from the pairs that passed the checks (``counters``): cascade, grouping, kept twins."""
         if self.params.verify_model is not None:
             if texts is None:
                 raise ValueError("dedup_semantic: verify_model is set but the fingerprints carry no texts")

@@ -41,6 +41,8 @@ _CHUNK = 8192
 
 # verify(left, right, cosine) -> similarity of each candidate pair (e.g. the hybrid); float32
 Verifier = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+# keep(left, right, similarity) -> which of a chunk's new pairs (each pair once) are held (bool mask)
+Keeper = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -100,11 +102,16 @@ def similar_pairs(
     config: SearchConfig,
     verify: Verifier | None = None,
     accept: float | None = None,
+    keep: Keeper | None = None,
 ) -> Pairs:
     """Pairs of rows of ``embeddings`` (n × d, unit rows, float16 or float32: an array or a row source of
     :mod:`stages.dedup.semantic_rows`, read a chunk at a time) among each other's
     ``max_neighbors`` nearest with cosine >= ``config.threshold``; with ``verify``, only those whose verified
     similarity is >= ``accept``. Rows of zeros (records with nothing to embed) match nothing.
+
+    With ``keep``, each chunk's new pairs (each pair once, as the result would hold it) go through ``keep`` as
+    they come and only those it marks are held and returned: the same pairs as filtering the whole result with
+    the same function, without holding every searched pair at once (tens of millions at 1M records).
     """
     import faiss
 
@@ -116,8 +123,12 @@ def similar_pairs(
     with faiss_threads(config):
         groups = _groups(embeddings, kind)
         index = _build_index(faiss, embeddings, config, kind, groups)
-        found, sims, candidates = _neighbour_keys(index, embeddings, config, verify, accept, groups)
-        del index  # (its float16 codes are as large as the matrix: gone before the pairs are sorted)
+        search = _searcher(index, embeddings, config.neighbours_for(n), groups)
+        # a neighbour table already holds every answer: the index's float16 codes (as large as the matrix) go
+        # before the pairs are checked (a chunk-by-chunk search keeps the index until its last chunk)
+        del index
+        found, sims, candidates = _neighbour_keys(search, embeddings, config, verify, accept, keep)
+        del search
     keys = np.concatenate(found)
     del found
     similarity = np.concatenate(sims)
@@ -213,29 +224,32 @@ def _build_index(
 
 
 def _neighbour_keys(
-    index: Any,
+    search: Callable[[int, int], tuple[np.ndarray, np.ndarray]],
     embeddings: Any,
     config: SearchConfig,
     verify: Verifier | None,
     accept: float | None,
-    groups: tuple[np.ndarray, np.ndarray] | None,
+    keep: Keeper | None = None,
 ) -> tuple[list[np.ndarray], list[np.ndarray], int]:
-    """Each chunk's new pair keys (sorted), their similarities, and the number of candidates scored."""
+    """Each chunk's new pair keys (sorted; with ``keep``, those it marks), their similarities, and the number of
+    candidates scored; ``search`` (:func:`_searcher`) gives each chunk's ``config.neighbours_for(n)`` nearest."""
     n = int(embeddings.shape[0])
     k = config.neighbours_for(n)
     # Each chunk's pairs, each once, as sorted int64 keys ``left * n + right`` with their scores (12 bytes a
     # pair). A pair is often found from both ends: the copy found first (from the earlier query) is kept.
+    # ``seen[c]``: the keys found in chunk c that a later chunk may find again (left record in chunk c, right
+    # record after it), the only ones ``_not_found_before`` looks up
+    seen: list[np.ndarray] = []
     found: list[np.ndarray] = []
     sims: list[np.ndarray] = []
     candidates = 0
-    search = _searcher(index, embeddings, k, groups)
     for number, start in enumerate(range(0, n, _CHUNK)):
         dist, ids = search(start, min(n, start + _CHUNK))
         query = np.repeat(np.arange(start, start + dist.shape[0], dtype=np.int64), k)
         ids, dist = ids.ravel().astype(np.int64, copy=False), dist.ravel()
-        keep = (ids != query) & (ids >= 0) & (dist >= config.threshold)
-        left, right, sim = np.minimum(query, ids)[keep], np.maximum(query, ids)[keep], dist[keep]
-        del query, ids, dist, keep
+        hit = (ids != query) & (ids >= 0) & (dist >= config.threshold)
+        left, right, sim = np.minimum(query, ids)[hit], np.maximum(query, ids)[hit], dist[hit]
+        del query, ids, dist, hit
         candidates += int(left.size)
         if verify is not None:
             sim = verify(left, right, sim)
@@ -243,9 +257,15 @@ def _neighbour_keys(
             left, right, sim = left[ok], right[ok], sim[ok]
         keys, first = np.unique(left * n + right, return_index=True)
         sim = sim[first].astype(np.float32, copy=False)
-        new = _not_found_before(keys, keys // n // _CHUNK, number, found)
-        found.append(keys[new])
-        sims.append(sim[new])
+        new = _not_found_before(keys, keys // n // _CHUNK, number, seen)
+        keys, sim = keys[new], sim[new]
+        left_chunk, right_chunk = keys // n // _CHUNK, keys % n // _CHUNK
+        seen.append(keys[(left_chunk == number) & (right_chunk > number)])
+        if keep is not None:
+            held = np.asarray(keep(keys // n, keys % n, sim), dtype=bool)
+            keys, sim = keys[held], sim[held]
+        found.append(keys)
+        sims.append(sim)
     return found, sims, candidates
 
 
@@ -269,8 +289,9 @@ def _searcher(
 
 def _not_found_before(keys: np.ndarray, chunk_of_left: np.ndarray, number: int, found: list[np.ndarray]) -> np.ndarray:
     """Which of chunk ``number``'s sorted pair keys were not already found from their left record's query, in that
-    earlier chunk (``found[c]``: chunk c's sorted keys). A pair is found only from the queries of its two records,
-    so each pair is kept once. ``chunk_of_left`` (the chunk of each key's left record) is sorted with the keys."""
+    earlier chunk (``found[c]``: chunk c's sorted keys, at least those with their left record in chunk c). A pair
+    is found only from the queries of its two records, so each pair is kept once. ``chunk_of_left`` (the chunk of
+    each key's left record) is sorted with the keys."""
     new = np.ones(keys.size, dtype=bool)
     bounds = np.searchsorted(chunk_of_left, np.arange(number + 1)).tolist()
     for chunk, (lo, hi) in enumerate(pairwise(bounds)):

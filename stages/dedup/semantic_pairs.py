@@ -13,7 +13,7 @@ drops are below the threshold against their kept twin (down to 0.877), none of l
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ import numpy as np
 import pyarrow as pa
 
 from stages.dedup.semantic_index import Pairs, row_dots
+from stages.dedup.semantic_sides import side_similarities, sides_agree
 from stages.dedup.teacher import E5_NAME
 
 HIST_PREFIX = "similarity_hist."
@@ -29,9 +30,62 @@ HIST_PREFIX = "similarity_hist."
 def similarity_histogram(similarity: np.ndarray, floor: float) -> dict[str, int]:
     """Counters ``similarity_hist.<lower edge>`` of the searched pairs' similarity in bins of 0.01 from ``floor``
     (the report draws them around the threshold)."""
-    edges = np.floor(np.clip(similarity, floor, 1.0) * 100 + 1e-6).astype(np.int64)
-    values, counts = np.unique(np.minimum(edges, 99), return_counts=True)
+    values, counts = np.unique(_bins(similarity, floor), return_counts=True)
     return {f"{HIST_PREFIX}{v / 100:.2f}": int(c) for v, c in zip(values.tolist(), counts.tolist(), strict=True)}
+
+
+class PairCheck:
+    """The checks of searched pairs, over all of them at once or chunk by chunk as the search finds them
+    (``similar_pairs(..., keep=check)``): the report's histogram of their similarity (from ``floor``), the
+    ``threshold`` of the searched text, then every side's cosine (:func:`~stages.dedup.semantic_sides.
+    side_similarities`) against its threshold, for the pairs that passed. Each pair's outcome depends on it
+    alone and the counters are sums, so any split of the pairs gives the same held pairs and counters."""
+
+    def __init__(
+        self,
+        floor: float,
+        threshold: float,
+        main: Any,
+        sides: Mapping[str, Any],
+        side_thresholds: Mapping[str, float],
+        threads: int = 1,
+    ) -> None:
+        self.floor, self.threshold, self.main, self.sides = floor, threshold, main, dict(sides)
+        self.side_thresholds, self.threads = dict(side_thresholds), threads
+        self.bins = np.zeros(100, dtype=np.int64)
+        self.verified = 0
+        self.rejected = dict.fromkeys(self.sides, 0)
+        self.held = 0
+
+    def __call__(self, left: np.ndarray, right: np.ndarray, similarity: np.ndarray) -> np.ndarray:
+        """Which of these pairs pass every check (bool mask); the counters add them up."""
+        self.bins += np.bincount(_bins(similarity, self.floor), minlength=100)
+        ok = similarity >= self.threshold
+        at = np.flatnonzero(ok)
+        self.verified += int(at.size)
+        if self.sides and at.size:
+            sims = side_similarities(self.main, self.sides, left[at], right[at], self.threads)
+            for name, values in sims.items():
+                self.rejected[name] += int(np.count_nonzero(values < self.side_thresholds[name]))
+            ok[at] = sides_agree(sims, self.side_thresholds, int(at.size))
+        self.held += int(np.count_nonzero(ok))
+        return ok
+
+    def counters(self, candidates: int) -> dict[str, int]:
+        """The counters as ``resolve_pairs`` reports them (in that order): histogram, candidate and verified
+        pairs, the pairs each side rejected (when any pair reached the sides), side-verified pairs."""
+        out = {f"{HIST_PREFIX}{v / 100:.2f}": int(self.bins[v]) for v in np.flatnonzero(self.bins).tolist()}
+        out.update({"candidate_pairs": candidates, "verified_pairs": self.verified})
+        if self.sides and self.verified:
+            out.update({f"rejected_by_{name}": count for name, count in self.rejected.items()})
+        out["side_verified_pairs"] = self.held
+        return out
+
+
+def _bins(similarity: np.ndarray, floor: float) -> np.ndarray:
+    """The histogram bin (lower edge × 100, 0..99) of each similarity, as :func:`similarity_histogram`."""
+    edges = np.floor(np.clip(similarity, floor, 1.0) * 100 + 1e-6).astype(np.int64)
+    return np.minimum(edges, 99)
 
 
 def _subset(pairs: Pairs, keep: np.ndarray) -> Pairs:

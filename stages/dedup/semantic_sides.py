@@ -22,8 +22,9 @@ instruction's embedding, and it is used instead).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Literal
 
 import numpy as np
@@ -117,9 +118,10 @@ def record_texts(batch: pa.Table, mode: Mode, fields: Sequence[str]) -> RecordTe
     return RecordTexts(request, sides)
 
 
-PAIR_CHUNK = 32_768
-"""Pairs whose side rows are gathered at once: bounds the float32 temporaries to ~4 × 32k × d floats per thread
-whatever the number of pairs (gathering the rows of every pair at once took gigabytes on large inputs)."""
+PAIR_CHUNK = 16_384
+"""Pairs whose side rows are gathered at once: bounds the float32 temporaries to ~4 × 16k × d floats per thread
+whatever the number of pairs (gathering the rows of every pair at once took gigabytes on large inputs), and
+splits a search chunk's pairs into enough tasks to keep every thread busy."""
 
 
 def side_cosine(
@@ -134,24 +136,37 @@ def side_cosine(
     stored row (a :class:`~stages.dedup.semantic_rows.PresentRows` side) are 1.0 without gathering anything.
     Each pair's cosine depends only on its two rows, whatever the chunk (or thread, ``threads`` > 1) it is
     computed in."""
+    out, tasks = _side_tasks(main, side, left, right, fallback)
+    _run(tasks, threads)
+    return out
+
+
+def _side_tasks(
+    main: Any, side: Any, left: np.ndarray, right: np.ndarray, fallback: bool
+) -> tuple[np.ndarray, list[Callable[[], None]]]:
+    """The output array of :func:`side_cosine` and the tasks (one per chunk of pairs) that fill it."""
     out = np.ones(len(left), dtype=np.float32)
     todo = np.arange(len(left))
     if callable(getattr(side, "stored", None)):  # compact rows: two records without a stored row read as two
         todo = np.flatnonzero(side.stored(left) | side.stored(right))  # zero rows, 1.0 in both modes
-    chunks = [todo[start : start + PAIR_CHUNK] for start in range(0, todo.size, PAIR_CHUNK)]
 
     def work(at: np.ndarray) -> None:
         out[at] = _side_cosine(main, side, left[at], right[at], fallback)
 
-    if threads > 1 and len(chunks) > 1:  # numpy's gathers, casts and sums release the GIL
+    return out, [partial(work, todo[start : start + PAIR_CHUNK]) for start in range(0, todo.size, PAIR_CHUNK)]
+
+
+def _run(tasks: Sequence[Callable[[], None]], threads: int) -> None:
+    """Run the tasks, on ``threads`` threads when there are several (numpy's gathers, casts and sums release
+    the GIL)."""
+    if threads > 1 and len(tasks) > 1:
         from concurrent.futures import ThreadPoolExecutor
 
-        with ThreadPoolExecutor(threads) as pool:
-            list(pool.map(work, chunks))
+        with ThreadPoolExecutor(min(threads, len(tasks))) as pool:
+            list(pool.map(lambda task: task(), tasks))
     else:
-        for at in chunks:
-            work(at)
-    return out
+        for task in tasks:
+            task()
 
 
 def _rows32(rows: Any, positions: np.ndarray) -> np.ndarray:
@@ -183,8 +198,11 @@ def _side_cosine(main: Any, side: Any, left: np.ndarray, right: np.ndarray, fall
 def side_similarities(
     main: Any, sides: Mapping[str, Any], left: np.ndarray, right: np.ndarray, threads: int = 1
 ) -> dict[str, np.ndarray]:
-    """Every side's cosine for the pairs ``(left[k], right[k])`` (``threads`` blocks of pairs at once)."""
-    return {name: side_cosine(main, rows, left, right, name == "instruction", threads) for name, rows in sides.items()}
+    """Every side's cosine for the pairs ``(left[k], right[k])``, as :func:`side_cosine` gives it; the chunks of
+    every side share one pool of ``threads`` threads (so a side with few stored rows leaves no thread idle)."""
+    planned = {name: _side_tasks(main, rows, left, right, name == "instruction") for name, rows in sides.items()}
+    _run([task for _, tasks in planned.values() for task in tasks], threads)
+    return {name: out for name, (out, _) in planned.items()}
 
 
 def sides_agree(similarities: Mapping[str, np.ndarray], thresholds: Mapping[str, float], size: int) -> np.ndarray:
