@@ -32,10 +32,9 @@ def static_parts(model: Any) -> tuple[Any, Callable[[Any, Any], Any]] | None:
     sentence-transformers model whose first module is a ``StaticEmbedding`` and that adds no prompt (``pool``
     runs its modules on the token ids and bag offsets); None for any other model (then :func:`encode_texts`
     calls ``model.encode``)."""
-    from stages.dedup.static_model import StaticModel
-
-    if isinstance(model, StaticModel):
-        return model.tokenizer, model.pool
+    own = getattr(model, "static_parts", None)  # a StaticModel says itself (it imports this module)
+    if callable(own):
+        return own()
     try:
         first = model[0]
     except (TypeError, IndexError, KeyError):

@@ -85,6 +85,10 @@ class StaticModel:
     def get_embedding_dimension(self) -> int:
         return self.embedding_dim
 
+    def static_parts(self) -> tuple[Any, Any]:
+        """``(tokenizer, pool)``: what :func:`stages.dedup.semantic_encode.static_parts` runs the model with."""
+        return self.tokenizer, self.pool
+
     def pool(self, input_ids: Any, offsets: Any) -> Any:
         """The sentence vectors of the token bags (``EmbeddingBag`` mean, then each ``Normalize``)."""
         import torch.nn.functional as F
